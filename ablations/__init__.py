@@ -1,0 +1,1 @@
+"""Ablation sweeps: YAML sweep definitions and the resumable train → generate → evaluate runner."""

@@ -1,0 +1,1 @@
+"""Streamlit app: storyboards side by side, results, and the blinded user study."""
