@@ -1,0 +1,171 @@
+"""Pre-Context Script Splitting (paper §3.4) as pure, seeded functions on scripts.
+
+Two training views of one complete script:
+
+(a) prompt-based extension: cut at a random shot boundary and insert ``<Extension>: new prompt`` before the second
+    part; the new prompt summarizes the second part (the paper uses Qwen2.5; here any ``str -> str`` callable, by
+    default a deterministic extractive summary).
+(b) in-context continuation: insert ``<Continuation>: Based on the above script, continue to write the subsequent shot
+    content.`` before the last shot.
+
+Each returns the *context* (the script up to and including the inserted marker) and the *target* (what the model must
+write, which carries the loss); ``context + target`` is exactly the canonical text of the script with the marker.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from unimage.script.model import CONTINUATION_PROMPT, Marker, Script
+from unimage.script.serialize import header_text, marker_text, serialize, shot_text
+
+Summarizer = Callable[[str], str]
+SplitKind = Literal["full", "extension", "continuation"]
+
+
+@dataclass(frozen=True)
+class SplitSample:
+    """One training view: ``context`` is conditioning only, ``target`` is the loss-bearing continuation."""
+
+    kind: SplitKind
+    context: str
+    target: str
+    script: Script  # the script with the inserted marker (equal to the input for "full")
+    cut: int  # number of shots in the context
+
+
+def render_split(script: Script, cut: int) -> tuple[str, str]:
+    """Cut the canonical text of ``script`` before shot ``cut`` (markers at ``cut`` stay in the context)."""
+    before: list[str] = []
+    after: list[str] = []
+    header = header_text(script)
+    if header:
+        before.append(header)
+    for position in range(len(script.shots) + 1):
+        for m in script.markers:
+            if m.position == position:
+                (before if position <= cut else after).append(marker_text(m))
+        if position < len(script.shots):
+            (before if position < cut else after).append(shot_text(script.shots[position]))
+    context = "\n".join(before) + ("\n" if before and after else "")
+    return context, "\n".join(after)
+
+
+def split_full(script: Script) -> SplitSample:
+    """No splitting: the context is the prompt and global entries, the target is every shot."""
+    _require_shots(script, 1, "full")
+    return SplitSample("full", *render_split(script, 0), script=script, cut=0)
+
+
+def split_for_extension(script: Script, seed: int, summarizer: Summarizer | None = None) -> SplitSample:
+    """Prompt-based extension: insert ``<Extension>: summary`` at a seeded random shot boundary.
+
+    Args:
+        script: a complete script with at least two shots.
+        seed: picks the cut uniformly among the ``len(shots) - 1`` inner boundaries.
+        summarizer: maps the second part's canonical text to the new user prompt; default :func:`extractive_summary`.
+
+    Raises:
+        ValueError: fewer than two shots, or the summarizer returned an empty prompt.
+    """
+    _require_shots(script, 2, "extension")
+    cut = random.Random(seed).randint(1, len(script.shots) - 1)
+    second_part = "".join(shot_text(s) for s in script.shots[cut:])
+    prompt = " ".join((summarizer or extractive_summary)(second_part).split())
+    if not prompt:
+        raise ValueError("split_for_extension: the summarizer returned an empty prompt")
+    return _insert(script, Marker("extension", prompt, cut), "extension")
+
+
+def split_for_continuation(script: Script) -> SplitSample:
+    """In-context continuation: insert ``<Continuation>: <system prompt>`` before the last shot."""
+    _require_shots(script, 2, "continuation")
+    return _insert(script, Marker("continuation", CONTINUATION_PROMPT, len(script.shots) - 1), "continuation")
+
+
+def sample_split(
+    script: Script,
+    seed: int,
+    *,
+    p_extension: float = 1 / 3,
+    p_continuation: float = 1 / 3,
+    summarizer: Summarizer | None = None,
+) -> SplitSample:
+    """Draw one view of ``script``: extension, continuation, or full, with the given probabilities (seeded).
+
+    Scripts too short for a split fall back to "full", so a data pipeline can call this on every script.
+    """
+    if p_extension < 0 or p_continuation < 0 or p_extension + p_continuation > 1:
+        raise ValueError(f"bad split probabilities: extension={p_extension}, continuation={p_continuation}")
+    rng = random.Random(seed)
+    u = rng.random()
+    if len(script.shots) >= 2 and u < p_extension:
+        return split_for_extension(script, rng.randrange(2**32), summarizer)
+    if len(script.shots) >= 2 and u < p_extension + p_continuation:
+        return split_for_continuation(script)
+    return split_full(script)
+
+
+def _insert(script: Script, marker: Marker, kind: SplitKind) -> SplitSample:
+    markers = sorted((*script.markers, marker), key=lambda m: m.position)  # stable: ours follows existing ones
+    new = replace(script, markers=tuple(markers))
+    context, target = render_split(new, marker.position)
+    assert context + target == serialize(new)
+    return SplitSample(kind, context, target, new, marker.position)
+
+
+def _require_shots(script: Script, n: int, what: str) -> None:
+    if len(script.shots) < n:
+        raise ValueError(f"{what} split needs at least {n} shot(s), the script has {len(script.shots)}")
+
+
+# --------------------------------------------------------------------------- default summarizer
+
+_TAG = re.compile(r"<-.*?->|<[^<>]*>")
+_ENTRY = re.compile(r"^<(Frame|Video)\d+>:\s?(.*)$", re.MULTILINE)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
+# Function words and film grammar: frequent in every shot, they say nothing about the plot.
+_STOP_WORDS = (
+    "the a an and or but of to in on at by for with from into onto as is are was were be been his her their its "
+    "he she they them him it this that these those then than while who which what there here over under through "
+    "camera shot close-up medium long wide frame scene pans pan cuts cut zooms zoom pulls back holds opens focuses "
+    "shows slowly slightly now still"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+def extractive_summary(text: str, *, max_sentences: int = 2, max_words: int = 40) -> str:
+    """A deterministic extractive summary of shot descriptions, used as the default new user prompt.
+
+    Sentences of the video descriptions (frame descriptions when there are none) are scored by the mean corpus
+    frequency of their content words (Luhn-style); the best ``max_sentences`` are returned in story order, with tags
+    and ``<-...->`` cues removed and the result cut to ``max_words`` words.
+
+    Args:
+        text: canonical shot lines (``<FrameN>: ...`` / ``<VideoN>: ...``) or any plain text.
+        max_sentences: how many sentences to keep.
+        max_words: hard cap on the summary length.
+
+    Returns:
+        The summary; empty only when ``text`` has no non-space character.
+    """
+    entries = _ENTRY.findall(text)
+    bodies = [b for kind, b in entries if kind == "Video"] or [b for _, b in entries] or [text]
+    sentences = []
+    for body in bodies:
+        clean = " ".join(_TAG.sub(" ", body).split())
+        clean = re.sub(r"\s+([,.;:!?'’])", r"\1", clean)
+        sentences += [s for s in re.split(r"(?<=[.!?])\s+", clean) if any(c.isalnum() for c in s)]
+    if not sentences:  # nothing but tags and cues: fall back to the first non-empty body as written
+        return " ".join(next((b for b in bodies if b.strip()), "").split()[:max_words])
+    words = [[w.lower() for w in _WORD.findall(s) if w.lower() not in _STOP] for s in sentences]
+    freq = Counter(w for ws in words for w in ws)
+    scores = [sum(freq[w] for w in ws) / max(len(ws), 1) for ws in words]
+    best = sorted(sorted(range(len(sentences)), key=lambda i: (-scores[i], i))[:max_sentences])
+    summary = " ".join(sentences[i] for i in best).split()
+    return " ".join(summary[:max_words])
