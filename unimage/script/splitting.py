@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from unimage.script.model import CONTINUATION_PROMPT, Marker, Script
-from unimage.script.serialize import header_text, marker_text, serialize, shot_text
+from unimage.script.serialize import entry_line, header_text, marker_text, serialize, shot_text
 
 Summarizer = Callable[[str], str]
 SplitKind = Literal["full", "extension", "continuation"]
@@ -57,9 +57,17 @@ def render_split(script: Script, cut: int) -> tuple[str, str]:
 
 
 def split_full(script: Script) -> SplitSample:
-    """No splitting: the context is the prompt and global entries, the target is every shot."""
+    """No splitting: the context is the ``<User>`` line, the target is everything the model writes from it.
+
+    The target includes the global Character/Environment entries, because ``Director.write(prompt)`` must produce them
+    from the prompt alone; with the globals in the context the understanding expert would never learn to write them.
+    """
     _require_shots(script, 1, "full")
-    return SplitSample("full", *render_split(script, 0), script=script, cut=0)
+    text = serialize(script)
+    context = entry_line("User", script.user_prompt) + "\n" if script.user_prompt is not None else ""
+    if not text.startswith(context):  # pragma: no cover - serialize always writes the user line first
+        raise AssertionError("canonical text does not start with the <User> line")
+    return SplitSample("full", context, text[len(context) :], script=script, cut=0)
 
 
 def split_for_extension(script: Script, seed: int, summarizer: Summarizer | None = None) -> SplitSample:

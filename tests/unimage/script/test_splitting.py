@@ -104,7 +104,8 @@ def test_sample_split_mixture(bakery):
 
 def test_full_view(bakery):
     sample = split_full(bakery)
-    assert sample.context == header_text(bakery) + "\n"
+    assert sample.context == f"<User>: {bakery.user_prompt}\n"
+    assert sample.target.startswith("<Character1>: ")
     assert sample.context + sample.target == serialize(bakery)
 
 
