@@ -16,7 +16,16 @@ from dataclasses import dataclass
 #: The columns of the results table (DESIGN.md §3.5), in Table 1 order first.
 TABLE1_COLUMNS: tuple[str, ...] = ("csd_self", "cids_self", "alignment", "occm", "inception", "aesthetics")
 CROSS_COLUMNS: tuple[str, ...] = ("csd_cross", "cids_cross")
-ALL_COLUMNS: tuple[str, ...] = ("csd_cross", "csd_self", "cids_cross", "cids_self", "alignment", "occm", "inception", "aesthetics")
+ALL_COLUMNS: tuple[str, ...] = (
+    "csd_cross",
+    "csd_self",
+    "cids_cross",
+    "cids_self",
+    "alignment",
+    "occm",
+    "inception",
+    "aesthetics",
+)
 
 #: Pretty headers as the paper prints them.
 HEADERS: dict[str, str] = {
@@ -58,19 +67,49 @@ _T1 = "UniMAGE Table 1"
 
 #: UniMAGE Table 1, in the paper's row order.
 UNIMAGE_TABLE1: tuple[PublishedRow, ...] = (
-    PublishedRow("TheaterGen", {"csd_self": 40.4, "cids_self": 53.3, "alignment": 37.9, "occm": 84.4, "inception": 14.88, "aesthetics": 4.90}, _T1),
-    PublishedRow("Story-Adapter", {"csd_self": 73.7, "cids_self": 56.4, "alignment": 58.9, "occm": 84.9, "inception": 13.73, "aesthetics": 4.89}, _T1),
-    PublishedRow("Story2Board", {"csd_self": 55.2, "cids_self": 51.4, "alignment": 56.7, "occm": 85.5, "inception": 15.26, "aesthetics": 5.11}, _T1),
-    PublishedRow("StoryDiffusion", {"csd_self": 63.5, "cids_self": 57.0, "alignment": 59.7, "occm": 85.3, "inception": 15.71, "aesthetics": 5.76}, _T1),
-    PublishedRow("SEED-Story", {"csd_self": 74.9, "cids_self": 48.7, "alignment": 29.5, "occm": 85.9, "inception": 6.33, "aesthetics": 3.84}, _T1),
-    PublishedRow("UniMAGE w/o ID-P", {"csd_self": 52.6, "cids_self": 55.6, "alignment": 62.5, "occm": 87.00, "inception": 12.06, "aesthetics": 4.44}, _T1),
-    PublishedRow("UniMAGE", {"csd_self": 59.0, "cids_self": 59.2, "alignment": 80.8, "occm": 88.07, "inception": 12.97, "aesthetics": 4.55}, _T1),
+    PublishedRow(
+        "TheaterGen",
+        {"csd_self": 40.4, "cids_self": 53.3, "alignment": 37.9, "occm": 84.4, "inception": 14.88, "aesthetics": 4.90},
+        _T1,
+    ),
+    PublishedRow(
+        "Story-Adapter",
+        {"csd_self": 73.7, "cids_self": 56.4, "alignment": 58.9, "occm": 84.9, "inception": 13.73, "aesthetics": 4.89},
+        _T1,
+    ),
+    PublishedRow(
+        "Story2Board",
+        {"csd_self": 55.2, "cids_self": 51.4, "alignment": 56.7, "occm": 85.5, "inception": 15.26, "aesthetics": 5.11},
+        _T1,
+    ),
+    PublishedRow(
+        "StoryDiffusion",
+        {"csd_self": 63.5, "cids_self": 57.0, "alignment": 59.7, "occm": 85.3, "inception": 15.71, "aesthetics": 5.76},
+        _T1,
+    ),
+    PublishedRow(
+        "SEED-Story",
+        {"csd_self": 74.9, "cids_self": 48.7, "alignment": 29.5, "occm": 85.9, "inception": 6.33, "aesthetics": 3.84},
+        _T1,
+    ),
+    PublishedRow(
+        "UniMAGE w/o ID-P",
+        {"csd_self": 52.6, "cids_self": 55.6, "alignment": 62.5, "occm": 87.00, "inception": 12.06, "aesthetics": 4.44},
+        _T1,
+    ),
+    PublishedRow(
+        "UniMAGE",
+        {"csd_self": 59.0, "cids_self": 59.2, "alignment": 80.8, "occm": 88.07, "inception": 12.97, "aesthetics": 4.55},
+        _T1,
+    ),
 )
 
 _VA = "ViStoryBench Era A (site 7f32450)"
 
 
-def _va(method: str, cx: float, cs: float, ix: float, is_: float, al: float, oc: float, inc: float, ae: float) -> PublishedRow:
+def _va(
+    method: str, cx: float, cs: float, ix: float, is_: float, al: float, oc: float, inc: float, ae: float
+) -> PublishedRow:
     values = {
         "csd_cross": cx,
         "csd_self": cs,
