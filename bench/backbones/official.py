@@ -1,0 +1,122 @@
+"""The official ViStoryBench backbone set, each component loaded on first use from a local weight bundle.
+
+Layout and sources: `bench.backbones.weights`. Every component validates its files first (raising
+`MissingWeightsError` naming the file) and records the sha256 of the files it read in
+`Backbones.file_hashes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.backbones import weights as W
+from bench.backbones.base import Backbones, Component, Era, MissingWeightsError
+from bench.backbones.faces import face_ensemble_unsupported, import_face_analysis
+
+OFFICIAL_NAME = "official (ViStoryBench weight bundle)"
+
+
+def _check_style(root: Path) -> list[Path]:
+    return [W.require(root, W.CSD)]
+
+
+def _check_detector(root: Path) -> list[Path]:
+    try:
+        return [W.require(root, W.GROUNDING_DINO_HF)]
+    except MissingWeightsError as err:
+        original = root / W.GROUNDING_DINO_ORIGINAL.relpath
+        if original.is_file():
+            raise MissingWeightsError(
+                f"{err}. Found the original {original}, but this re-implementation runs Grounding DINO through "
+                "transformers, which needs the converted checkpoint of the same weights."
+            ) from err
+        raise
+
+
+def _check_face(root: Path, era: Era) -> list[Path]:
+    if era != "A":
+        raise face_ensemble_unsupported(era)
+    import_face_analysis()
+    return [W.require(root, W.ANTELOPEV2)]
+
+
+def _check_clip(root: Path) -> list[Path]:
+    return [W.require(root, W.CLIP)]
+
+
+def _check_aesthetic(root: Path) -> list[Path]:
+    return [W.require(root, W.SIGLIP), W.require(root, W.AESTHETIC_HEAD)]
+
+
+def _check_inception(root: Path) -> list[Path]:
+    return [W.find_inception(root)]
+
+
+def make_official_backbones(weights_dir: Path, era: Era = "A", device: str = "cpu") -> Backbones:
+    """The official bundle over `weights_dir` (lazy: components load on first access).
+
+    Args:
+        weights_dir: ViStoryBench's `data/pretrain/` directory (§11 layout).
+        era: A (ArcFace faces, bilinear CSD resize), B or C (face ensemble: not implemented → clear error on use).
+        device: torch device string.
+
+    Raises:
+        MissingWeightsError: `weights_dir` is not a directory.
+    """
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise MissingWeightsError(f"weights_dir {root} is not a directory; it must be {W.BUNDLE_SOURCE}")
+
+    checks: dict[Component, Callable[[], list[Path]]] = {
+        "style": lambda: _check_style(root),
+        "detector": lambda: _check_detector(root),
+        "face": lambda: _check_face(root, era),
+        "clip": lambda: _check_clip(root),
+        "aesthetic": lambda: _check_aesthetic(root),
+        "inception": lambda: _check_inception(root),
+    }
+
+    bundle = Backbones(name=OFFICIAL_NAME, comparable=True, era=era, device=device, factories={})
+
+    def build(component: Component) -> object:
+        paths = checks[component]()
+        if component == "style":
+            from bench.backbones.csd import CSDStyleEncoder, load_csd
+
+            obj: object = CSDStyleEncoder(load_csd(paths[0]), era=era, device=device)
+        elif component == "detector":
+            from bench.backbones.detector import GroundingDinoDetector
+
+            obj = GroundingDinoDetector(paths[0], device=device)
+        elif component == "face":
+            from bench.backbones.faces import ArcFaceEncoder
+
+            obj = ArcFaceEncoder(paths[0].parent.parent, device=device)  # root of models/antelopev2
+        elif component == "clip":
+            from bench.backbones.clip import CLIPIdentityEncoder
+
+            obj = CLIPIdentityEncoder(paths[0], device=device)
+        elif component == "aesthetic":
+            from bench.backbones.aesthetic import AestheticPredictorV25
+
+            obj = AestheticPredictorV25(paths[0], paths[1], device=device)
+        else:
+            from bench.backbones.inception import InceptionV3Classifier
+
+            obj = InceptionV3Classifier(paths[0], device=device)
+        bundle.file_hashes.update(W.hash_weights(root, paths))
+        return obj
+
+    def factory(component: Component) -> Callable[[], object]:
+        return lambda: build(component)
+
+    def check(component: Component) -> Callable[[], None]:
+        def run() -> None:
+            checks[component]()
+
+        return run
+
+    bundle.factories = {c: factory(c) for c in checks}
+    bundle.checks = {c: check(c) for c in checks}
+    return bundle
