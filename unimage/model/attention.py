@@ -1,0 +1,381 @@
+"""Attention over a packed sequence under BAGEL's generalized causal mask, with three interchangeable backends.
+
+The mask is never stored as an L×L matrix in the batch. It is described by per-token metadata (``AttentionLayout``)
+and each backend turns that into what its kernel needs:
+
+- ``sdpa``: a dense boolean mask [Lq, Lk] and ``torch.nn.functional.scaled_dot_product_attention`` (CPU, tests).
+- ``flex``: a ``BlockMask`` from the same rule as a ``mask_mod`` and ``flex_attention`` (GPU training; forward-only on
+  CPU, where torch has no flex backward). Compiled once per process on CUDA.
+- ``flash``: ``flash_attn.flash_attn_varlen_func`` when the ``gpu`` extra is installed. Flash can only express
+  "causal" or "full" per segment, so every query split becomes one varlen segment whose keys are gathered: the
+  split's visible prefix followed by the split itself; bottom-right-aligned causal masking (flash-attn >= 2.1) then
+  gives exactly the rule below.
+
+The rule (bagel-compat §2.4; ``create_sparse_mask`` in BAGEL's ``data/data_utils.py`` says the same), for query i and
+key j:
+
+    allowed(i, j) = same_doc(i, j)
+                    AND ( j <= pos(i)  OR  (full(i) AND same_split(i, j)) )
+                    AND NOT ( noise(j) AND NOT same_split(i, j) )
+
+``pos(i)`` is the query's own index in the key sequence, so the same rule covers training (keys = queries) and
+KV-cache inference (keys = cache ++ queries, ``pos(i) = cache_len + i``). A "full" split is a ViT image, a clean VAE
+image or a noisy VAE image (with its markers and, under ID prompting, its ID tokens); "noise" marks the noisy one.
+
+Shape letters: Lq queries, Lk keys, Hq query heads, Hkv key/value heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "AttentionLayout",
+    "ResolvedBackend",
+    "available_backends",
+    "flash_available",
+    "packed_attention",
+    "resolve_backend",
+]
+
+ResolvedBackend = Literal["sdpa", "flex", "flash"]
+VarlenFn = Callable[..., Tensor]
+
+
+########################################################################################################################
+# The mask as metadata
+########################################################################################################################
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """Who may attend to whom, as per-token metadata (all 1-D, on the activations' device).
+
+    Attributes:
+        q_doc: [Lq] sample (document) id of each query; samples are block-diagonal.
+        q_split: [Lq] split id of each query (unique over the whole key sequence).
+        q_full: [Lq] bool, the query's split attends bidirectionally (images) rather than causally (text).
+        q_pos: [Lq] index of the query's own token in the key sequence.
+        k_doc: [Lk] sample id of each key.
+        k_split: [Lk] split id of each key.
+        k_noise: [Lk] bool, the key belongs to a noisy VAE split (hidden from every other split).
+    """
+
+    q_doc: Tensor
+    q_split: Tensor
+    q_full: Tensor
+    q_pos: Tensor
+    k_doc: Tensor
+    k_split: Tensor
+    k_noise: Tensor
+    # Backend artefacts (dense mask, flex BlockMask, flash segments) built once and reused by every layer.
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per layout and key (every decoder layer shares the layout of a forward)."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    @classmethod
+    def self_attention(cls, doc: Tensor, split: Tensor, full: Tensor, noise: Tensor) -> AttentionLayout:
+        """Layout of a packed training sequence: queries and keys are the same L tokens."""
+        pos = torch.arange(doc.shape[0], device=doc.device)
+        return cls(doc, split, full, pos, doc, split, noise)
+
+    @property
+    def num_queries(self) -> int:
+        """Lq."""
+        return int(self.q_doc.shape[0])
+
+    @property
+    def num_keys(self) -> int:
+        """Lk."""
+        return int(self.k_doc.shape[0])
+
+    def with_prefix(self, n_prefix: int) -> AttentionLayout:
+        """Prepend ``n_prefix`` cached keys that every query may see (one sample, already-processed context).
+
+        The cached keys get split id −1 (never equal to a query split), are never noise, and share the first query's
+        document. Query positions shift by ``n_prefix``.
+        """
+        if n_prefix == 0:
+            return self
+        if bool((self.q_doc != self.q_doc[0]).any()):
+            raise ValueError("a KV-cache prefix needs a single-sample query block")
+        dev = self.q_doc.device
+        doc = torch.full((n_prefix,), int(self.q_doc[0]), dtype=self.k_doc.dtype, device=dev)
+        split = torch.full((n_prefix,), -1, dtype=self.k_split.dtype, device=dev)
+        noise = torch.zeros(n_prefix, dtype=torch.bool, device=dev)
+        return AttentionLayout(
+            self.q_doc,
+            self.q_split,
+            self.q_full,
+            self.q_pos + n_prefix,
+            torch.cat([doc, self.k_doc]),
+            torch.cat([split, self.k_split]),
+            torch.cat([noise, self.k_noise]),
+        )
+
+    def allowed(self, qi: Tensor, kj: Tensor) -> Tensor:
+        """The rule for broadcastable query/key index tensors (used by the dense mask and by flex's ``mask_mod``)."""
+        same_split = self.q_split[qi] == self.k_split[kj]
+        visible = (kj <= self.q_pos[qi]) | (self.q_full[qi] & same_split)
+        hidden_noise = self.k_noise[kj] & ~same_split
+        return (self.q_doc[qi] == self.k_doc[kj]) & visible & ~hidden_noise
+
+    def dense_mask(self) -> Tensor:
+        """[Lq, Lk] bool, True = may attend.
+
+        Built one sample (document) at a time: samples are block-diagonal, so only their own blocks need the rule.
+        """
+        dev = self.q_doc.device
+        mask = torch.zeros(self.num_queries, self.num_keys, dtype=torch.bool, device=dev)
+        for d in torch.unique(self.q_doc).tolist():
+            qi = (self.q_doc == d).nonzero().flatten()  # [Lq_d]
+            kj = (self.k_doc == d).nonzero().flatten()  # [Lk_d]
+            block = self.allowed(qi[:, None], kj[None, :])  # [Lq_d, Lk_d]
+            if _contiguous(qi) and _contiguous(kj):
+                mask[int(qi[0]) : int(qi[-1]) + 1, int(kj[0]) : int(kj[-1]) + 1] = block
+            else:
+                mask[qi[:, None], kj[None, :]] = block
+        return mask
+
+    def is_fully_visible(self) -> bool:
+        """True when every query sees every key (an image block over a cache): the backends then skip the mask."""
+        s0, d0 = self.q_split[0], self.q_doc[0]
+        kj = torch.arange(self.num_keys, device=self.k_doc.device)
+        own = self.k_split == s0
+        ok = (
+            self.q_full.all()
+            & (self.q_split == s0).all()
+            & (self.q_doc == d0).all()
+            & (self.k_doc == d0).all()
+            & ~(self.k_noise & ~own).any()
+            & (own | (kj <= self.q_pos.min())).all()
+        )
+        return bool(ok)
+
+    def query_splits(self) -> list[tuple[int, int, bool]]:
+        """Contiguous runs of equal query split id as (start, end, full), host-side (for the flash backend)."""
+        split = self.q_split.tolist()
+        full = self.q_full.tolist()
+        runs: list[tuple[int, int, bool]] = []
+        start = 0
+        for i in range(1, len(split) + 1):
+            if i == len(split) or split[i] != split[start]:
+                runs.append((start, i, bool(full[start])))
+                start = i
+        return runs
+
+
+def _contiguous(idx: Tensor) -> bool:
+    return idx.numel() > 0 and int(idx[-1]) - int(idx[0]) + 1 == idx.numel()
+
+
+########################################################################################################################
+# Backends
+########################################################################################################################
+
+
+def flash_available() -> bool:
+    """Whether ``flash_attn`` is importable (the ``gpu`` extra)."""
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_backends(device: torch.device) -> list[ResolvedBackend]:
+    """Backends that run on ``device`` here: always sdpa and flex (forward-only on CPU), flash on CUDA if installed."""
+    out: list[ResolvedBackend] = ["sdpa", "flex"]
+    if device.type == "cuda" and flash_available():
+        out.append("flash")
+    return out
+
+
+def resolve_backend(requested: str, device: torch.device) -> ResolvedBackend:
+    """Turn ``auto`` into a concrete backend for ``device`` and check a forced one can run.
+
+    ``auto``: flash on CUDA when importable, else flex on CUDA, else sdpa (flex has no CPU backward).
+
+    Raises:
+        ValueError: Unknown name, or ``flash`` requested without CUDA / flash-attn.
+    """
+    if requested == "auto":
+        if device.type == "cuda":
+            return "flash" if flash_available() else "flex"
+        return "sdpa"
+    if requested == "flash" and "flash" not in available_backends(device):
+        raise ValueError(f"attention_backend='flash' needs CUDA and the flash-attn package (device {device})")
+    if requested not in ("sdpa", "flex", "flash"):
+        raise ValueError(f"unknown attention backend {requested!r}; choose auto, sdpa, flex or flash")
+    return requested  # type: ignore[return-value]
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+    mask = layout.memo("sdpa", lambda: None if layout.is_fully_visible() else layout.dense_mask()[None, None])
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1)[None],  # [1, Hq, Lq, Dh]
+        k.transpose(0, 1)[None],  # [1, Hkv, Lk, Dh]
+        v.transpose(0, 1)[None],
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=True,
+    )
+    return out[0].transpose(0, 1)  # [Lq, Hq, Dh]
+
+
+_COMPILED_FLEX: dict[str, Any] = {}
+
+
+def _flex_fn(device: torch.device) -> Any:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type != "cuda":
+        return flex_attention  # eager: correct (forward) on CPU, the compiled path has no CPU benefit here
+    if "cuda" not in _COMPILED_FLEX:
+        _COMPILED_FLEX["cuda"] = torch.compile(flex_attention)
+    return _COMPILED_FLEX["cuda"]
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+    import warnings
+
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b: Tensor, h: Tensor, qi: Tensor, kj: Tensor) -> Tensor:
+        return layout.allowed(qi, kj)
+
+    def build() -> Any:
+        compile_mask = q.device.type == "cuda"  # the compiled mask builder avoids materialising L×L on the GPU
+        return create_block_mask(
+            mask_mod, None, None, layout.num_queries, layout.num_keys, device=q.device, _compile=compile_mask
+        )
+
+    block_mask = layout.memo("flex", build)
+    with warnings.catch_warnings():
+        # Eager flex warns that it is unfused; on CPU that is the intended use (tests and reference numbers).
+        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+        out = _flex_fn(q.device)(
+            q.transpose(0, 1)[None],
+            k.transpose(0, 1)[None],
+            v.transpose(0, 1)[None],
+            block_mask=block_mask,
+            scale=scale,
+            enable_gqa=True,
+        )
+    return out[0].transpose(0, 1)  # [Lq, Hq, Dh]
+
+
+def _flash_segments(
+    layout: AttentionLayout, device: torch.device
+) -> tuple[list[tuple[int, int, bool]], list[Tensor], list[Tensor]]:
+    """Per query split: (runs, query indexes, gathered key indexes = visible prefix ++ own split)."""
+    runs = layout.query_splits()
+    kj = torch.arange(layout.num_keys, device=device)
+    q_parts, k_idx = [], []
+    for start, end, _full in runs:
+        first = torch.tensor([start], device=device)
+        # Keys the split's first query sees, excluding its own split: the split's prefix. Appending the split itself
+        # (in order) makes bottom-right-aligned causal (text) or non-causal (images) masking exact.
+        own = layout.k_split == layout.q_split[start]
+        prefix = layout.allowed(first[:, None], kj[None, :])[0] & ~own
+        k_idx.append(torch.cat([kj[prefix], kj[own]]))
+        q_parts.append(torch.arange(start, end, device=device))
+    return runs, q_parts, k_idx
+
+
+def _flash(
+    q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float, varlen_fn: VarlenFn | None
+) -> Tensor:
+    """One varlen segment per query split; keys gathered as (visible prefix ++ own split)."""
+    if varlen_fn is None:
+        from flash_attn import flash_attn_varlen_func
+
+        varlen_fn = flash_attn_varlen_func
+    runs, q_parts, k_idx = layout.memo("flash", lambda: _flash_segments(layout, q.device))
+    causal_flags = {full for _, _, full in runs}
+    if len(causal_flags) == 2:
+        # Mixed causal and full splits: run the two groups separately (flash takes one causal flag per call).
+        out = torch.empty_like(q)
+        for want_full in (False, True):
+            sel = [i for i, (_, _, full) in enumerate(runs) if full == want_full]
+            sub = _flash_call(
+                q, k, v, [q_parts[i] for i in sel], [k_idx[i] for i in sel], not want_full, scale, varlen_fn
+            )
+            out[torch.cat([q_parts[i] for i in sel])] = sub
+        return out
+    causal = not next(iter(causal_flags))
+    return _flash_call(q, k, v, q_parts, k_idx, causal, scale, varlen_fn)
+
+
+def _flash_call(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_parts: list[Tensor],
+    k_idx: list[Tensor],
+    causal: bool,
+    scale: float,
+    varlen_fn: VarlenFn,
+) -> Tensor:
+    q_all = torch.cat(q_parts)
+    k_all = torch.cat(k_idx)
+    cu_q = torch.tensor([0] + [int(p.shape[0]) for p in q_parts], device=q.device).cumsum(0).to(torch.int32)
+    cu_k = torch.tensor([0] + [int(p.shape[0]) for p in k_idx], device=q.device).cumsum(0).to(torch.int32)
+    return varlen_fn(
+        q[q_all],  # [ΣLq, Hq, Dh]
+        k[k_all],  # [ΣLk, Hkv, Dh]; flash handles GQA itself
+        v[k_all],
+        cu_seqlens_q=cu_q,
+        cu_seqlens_k=cu_k,
+        max_seqlen_q=max(int(p.shape[0]) for p in q_parts),
+        max_seqlen_k=max(int(p.shape[0]) for p in k_idx),
+        causal=causal,
+        softmax_scale=scale,
+    )
+
+
+def packed_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    layout: AttentionLayout,
+    backend: ResolvedBackend = "sdpa",
+    varlen_fn: VarlenFn | None = None,
+) -> Tensor:
+    """Attention of packed queries over packed keys under ``layout``; softmax scale 1/√Dh.
+
+    Args:
+        q: [Lq, Hq, Dh] queries (after QK-norm and RoPE).
+        k: [Lk, Hkv, Dh] keys.
+        v: [Lk, Hkv, Dh] values.
+        layout: Who may attend to whom.
+        backend: A resolved backend (see ``resolve_backend``).
+        varlen_fn: Only for ``flash``: a function with ``flash_attn_varlen_func``'s signature (tests pass a pure-torch
+            one to check the segment construction without a GPU).
+
+    Returns:
+        [Lq, Hq, Dh].
+    """
+    if q.shape[0] != layout.num_queries or k.shape[0] != layout.num_keys:
+        raise ValueError(
+            f"layout is for {layout.num_queries} queries / {layout.num_keys} keys, got {q.shape[0]} / {k.shape[0]}"
+        )
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    if backend == "sdpa":
+        return _sdpa(q, k, v, layout, scale)
+    if backend == "flex":
+        return _flex(q, k, v, layout, scale)
+    if backend == "flash":
+        return _flash(q, k, v, layout, scale, varlen_fn)
+    raise ValueError(f"unknown attention backend {backend!r}")

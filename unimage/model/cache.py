@@ -1,0 +1,143 @@
+"""KV-cache contexts for inference: prefill text, ViT and clean-VAE blocks once, then decode or denoise on top.
+
+Reference: ByteDance-Seed/Bagel @ 056b5fd, ``modeling/bagel/qwen2_navit.py`` (``NaiveCache``, ``forward_inference``)
+and ``inferencer.py`` (contexts of kv_lens / ropes / past_key_values); bagel-compat §2.5, §6.
+
+A ``Context`` holds, per layer, the keys (after QK-norm and RoPE) and values of every token seen so far, plus the
+RoPE id the next segment takes. It is immutable: ``prefill`` returns a new context and leaves the old one valid, so the
+three classifier-free-guidance contexts of BAGEL's ``interleave_inference`` are just three variables (no deep copies).
+
+Every cached token is visible to every later token, which is exactly the training mask restricted to a prefix: only
+noisy blocks are hidden, and those are never cached (denoising steps reuse the context without growing it).
+Within a prefilled call the packing rules hold: text is causal, an image block is full, and a clean VAE block routes
+its latents to the generation expert with t = 0 (BAGEL's ``mode="gen"``), everything else to the understanding expert.
+
+Shape letters: T cached tokens, Hkv key/value heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from unimage.model.mot import KVPair
+from unimage.model.packing import NoisyVaeImage, PackedBatch, Segment, Text, pack
+
+if TYPE_CHECKING:
+    from unimage.model.unimage import UniMAGE
+
+__all__ = ["Context", "GuidanceContexts", "prefill", "run_cached"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """An immutable prefilled context of one sample.
+
+    Attributes:
+        kv: Per layer (keys, values) [T, Hkv, Dh]; empty tuple for an empty context.
+        length: T.
+        next_position: RoPE id of the next segment.
+    """
+
+    kv: tuple[KVPair, ...] = ()
+    length: int = 0
+    next_position: int = 0
+
+    @classmethod
+    def empty(cls) -> Context:
+        """A context with nothing in it (the t̄ branch of text-to-image CFG)."""
+        return cls()
+
+    @property
+    def past(self) -> list[KVPair] | None:
+        """The per-layer cache as the decoder takes it (None when empty)."""
+        return list(self.kv) if self.kv else None
+
+    def extended(self, new_kv: Sequence[KVPair], num_tokens: int, next_position: int) -> Context:
+        """A new context with ``num_tokens`` more tokens appended (the old one is untouched)."""
+        if self.kv:
+            kv = tuple((torch.cat([k0, k1]), torch.cat([v0, v1])) for (k0, v0), (k1, v1) in zip(self.kv, new_kv))
+        else:
+            kv = tuple(new_kv)
+        return Context(kv, self.length + num_tokens, next_position)
+
+
+def run_cached(
+    model: UniMAGE, context: Context, batch: PackedBatch, vae_inputs: Tensor, vae_t: Tensor
+) -> tuple[Tensor, list[KVPair]]:
+    """Run a one-sample query block over a context: (hidden [Lq, D], new tokens' per-layer (keys, values)).
+
+    Args:
+        model: The model.
+        context: Cached tokens, all visible to the query block.
+        batch: The query block, packed with ``start_position = context.next_position`` (or another id for a CFG
+            branch) on the model's device.
+        vae_inputs: [Nl, Pl] latent inputs of the block.
+        vae_t: [Nl] their (shifted) flow time.
+    """
+    if len(batch.sample_lens) != 1:
+        raise ValueError(f"a cached call takes one sample, got {len(batch.sample_lens)}")
+    return model.hidden_states(batch, vae_inputs, vae_t, past=context.past)
+
+
+@torch.no_grad()
+def prefill(model: UniMAGE, context: Context, segments: Sequence[Segment]) -> Context:
+    """Append text, ViT and clean-VAE segments to a context (one forward; nothing after them is computed).
+
+    Args:
+        model: The model.
+        context: The context to extend (left unchanged).
+        segments: ``Text`` (its ``loss`` flag is ignored), ``VitImage`` and ``CleanVaeImage`` segments, in order.
+            Under ``config.id_prompting`` image segments carry their ID tokens exactly as in training.
+
+    Returns:
+        The extended context: ``length`` grows by the block's tokens; ``next_position`` advances by the text length
+        and by 1 per image.
+
+    Raises:
+        ValueError: A ``NoisyVaeImage`` (generation targets are never cached) or no segments.
+    """
+    if not segments:
+        raise ValueError("prefill() needs at least one segment")
+    if any(isinstance(s, NoisyVaeImage) for s in segments):
+        raise ValueError("prefill() takes no NoisyVaeImage: noisy blocks are never cached (use generate_image)")
+    device = model.llm2vae.weight.device
+    batch = pack([list(segments)], model.config, start_position=context.next_position).to(device)
+    vae_t = torch.zeros(batch.vae_latents.shape[0], device=device)
+    _, new_kv = run_cached(model, context, batch, batch.vae_latents, vae_t)
+    return context.extended(new_kv, batch.length, batch.next_positions[0])
+
+
+@dataclass(frozen=True)
+class GuidanceContexts:
+    """The three contexts of BAGEL's ``interleave_inference`` (bagel-compat §6), updated by its rules.
+
+    - ``add_text``: t̄ becomes the current full context (before the text); the text goes into c and ī.
+    - ``add_images``: the image blocks go into c only; then t̄ becomes the new c.
+
+    So for text-to-image t̄ is empty and ī equals c; for editing ([image, instruction]) t̄ holds the image without the
+    instruction and ī the instruction without the image.
+
+    Attributes:
+        full: c, everything.
+        cfg_text: t̄, without the latest text.
+        cfg_img: ī, all text and no images.
+    """
+
+    full: Context = Context()
+    cfg_text: Context = Context()
+    cfg_img: Context = Context()
+
+    def add_text(self, model: UniMAGE, token_ids: Sequence[int]) -> GuidanceContexts:
+        """Append one text segment (``<|im_start|> ids <|im_end|>``)."""
+        seg = [Text(token_ids)]
+        return GuidanceContexts(prefill(model, self.full, seg), self.full, prefill(model, self.cfg_img, seg))
+
+    def add_images(self, model: UniMAGE, segments: Sequence[Segment]) -> GuidanceContexts:
+        """Append image blocks (BAGEL's input image: a ``CleanVaeImage`` then a ``VitImage`` of the same picture)."""
+        full = prefill(model, self.full, segments)
+        return GuidanceContexts(full, full, self.cfg_img)

@@ -1,0 +1,417 @@
+"""Typed configuration of the UniMAGE model (BAGEL-7B-MoT layout) and the registry of named sizes.
+
+Three layers of config, each a frozen dataclass of serialisable primitives:
+
+- ``LLMConfig``: the Qwen2 fields of the MoT decoder, read from / written to ``llm_config.json`` in the Hugging Face
+  Qwen2 format (BAGEL reads that file with ``Qwen2Config.from_json_file`` and forces ``qk_norm=True``,
+  ``tie_word_embeddings=False``; we keep both as explicit fields).
+- ``ViTConfig`` (``unimage.model.vit``) and ``VAEConfig`` (``unimage.model.vae``): the two image encoders.
+- ``ModelConfig``: the BAGEL top-level fields (latent patch size, max latent size, ViT positions per side, connector
+  activation, timestep shift), the special token ids, UniMAGE's ``id_prompting`` flag, the attention backend and the
+  loss weights.
+
+``MODEL_SIZES`` holds the named sizes: ``tiny`` (unit tests, a forward in milliseconds on CPU), ``small`` (CPU
+benchmarks) and ``bagel-7b-mot`` (the released shapes, see ``shared/reference/bagel-compat.md`` §1.2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from unimage.model.vae import VAE_SIZES, VAEConfig
+from unimage.model.vit import VIT_SIZES, ViTConfig
+
+__all__ = [
+    "LLM_SIZES",
+    "MODEL_SIZES",
+    "AttentionBackend",
+    "LLMConfig",
+    "ModelConfig",
+    "SpecialTokens",
+    "get_config",
+    "list_sizes",
+]
+
+AttentionBackend = Literal["auto", "sdpa", "flex", "flash"]
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _read_json(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read {what}: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+########################################################################################################################
+# LLM (Qwen2 fields)
+########################################################################################################################
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Shape of the Qwen2 MoT decoder (both experts share it).
+
+    Attributes:
+        vocab_size: Rows of ``embed_tokens`` and ``lm_head`` (152064 for Qwen2.5-7B; the tokenizer has 151665).
+        hidden_size: Width D.
+        intermediate_size: SwiGLU width.
+        num_hidden_layers: Decoder layers.
+        num_attention_heads: Query heads H.
+        num_key_value_heads: Key/value heads (GQA); must divide ``num_attention_heads``.
+        rope_theta: RoPE base θ.
+        rms_norm_eps: RMSNorm epsilon.
+        max_position_embeddings: Longest RoPE position Qwen2 was trained for (informational, kept for the json).
+        hidden_act: MLP activation; only ``silu`` (SwiGLU) exists in Qwen2.
+        qk_norm: Per-head RMSNorm on q and k before RoPE (BAGEL forces it on).
+        tie_word_embeddings: Must be False (BAGEL unties ``lm_head``).
+        bos_token_id: Written to ``llm_config.json`` only (Qwen2's ``<|endoftext|>``); the model's segment
+            delimiters are in ``SpecialTokens``.
+        eos_token_id: Written to ``llm_config.json`` only.
+    """
+
+    vocab_size: int = 152064
+    hidden_size: int = 3584
+    intermediate_size: int = 18944
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 28
+    num_key_value_heads: int = 4
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    max_position_embeddings: int = 32768
+    hidden_act: str = "silu"
+    qk_norm: bool = True
+    tie_word_embeddings: bool = False
+    bos_token_id: int = 151643
+    eos_token_id: int = 151645
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LLMConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"LLMConfig.hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
+            )
+        if self.num_key_value_heads <= 0 or self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"LLMConfig.num_key_value_heads={self.num_key_value_heads} must divide "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"LLMConfig head_dim={self.head_dim} must be even for rotate-half RoPE")
+        if self.hidden_act != "silu":
+            raise ValueError(f"LLMConfig.hidden_act={self.hidden_act!r}: only 'silu' (Qwen2 SwiGLU) is supported")
+        if self.tie_word_embeddings:
+            raise ValueError("LLMConfig.tie_word_embeddings=True is not supported: BAGEL's lm_head is untied")
+
+    @property
+    def head_dim(self) -> int:
+        """Dh = hidden_size / num_attention_heads (128 for Qwen2.5-7B)."""
+        return self.hidden_size // self.num_attention_heads
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The ``llm_config.json`` content in the Hugging Face Qwen2 format (readable by ``Qwen2Config``)."""
+        out: dict[str, Any] = {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "max_window_layers": self.num_hidden_layers,
+            "rope_scaling": None,
+            "sliding_window": self.max_position_embeddings,
+            "use_sliding_window": False,
+            "use_cache": True,
+            "torch_dtype": "bfloat16",
+        }
+        out.update(asdict(self))
+        return out
+
+    @classmethod
+    def from_hf_dict(cls, data: dict[str, Any], source: str = "llm_config.json") -> LLMConfig:
+        """Read a Hugging Face Qwen2 config dict; unknown keys (``architectures``, ``torch_dtype``, ...) are ignored.
+
+        BAGEL overrides ``qk_norm=True`` and ``tie_word_embeddings=False`` after loading the released file (which is
+        the plain Qwen2.5-7B-Instruct config and says ``tie_word_embeddings: false`` and has no ``qk_norm``), so a
+        missing ``qk_norm`` reads as True.
+
+        Raises:
+            ValueError: A required shape field is missing or invalid (the message names the file and field).
+        """
+        required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {missing}")
+        if data.get("use_sliding_window"):
+            raise ValueError(f"{source}: use_sliding_window=true is not supported (BAGEL attends to the full context)")
+        if data.get("rope_scaling") not in (None, {}):
+            raise ValueError(f"{source}: rope_scaling={data['rope_scaling']!r} is not supported (plain RoPE only)")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs.setdefault("num_key_value_heads", data["num_attention_heads"])
+        kwargs.setdefault("qk_norm", True)
+        kwargs["tie_word_embeddings"] = False  # BAGEL overrides it the same way
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {err}") from err
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> LLMConfig:
+        """Load ``llm_config.json`` (see ``from_hf_dict``)."""
+        return cls.from_hf_dict(_read_json(path, "LLM config"), source=str(path))
+
+    def to_json(self, path: str | Path) -> None:
+        """Write ``llm_config.json`` atomically (temp file + rename)."""
+        _write_json_atomic(Path(path), self.to_hf_dict())
+
+
+LLM_SIZES: dict[str, LLMConfig] = {
+    # vocab 640 holds the offline ByteTokenizer with the default script vocabulary (256 bytes + 328 specials = 584).
+    "tiny": LLMConfig(
+        vocab_size=640,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_theta=10_000.0,
+        max_position_embeddings=4096,
+        bos_token_id=256,
+        eos_token_id=258,
+    ),
+    "small": LLMConfig(
+        vocab_size=2048,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        rope_theta=10_000.0,
+        max_position_embeddings=8192,
+        bos_token_id=256,
+        eos_token_id=258,
+    ),
+    "bagel-7b-mot": LLMConfig(),
+}
+
+
+########################################################################################################################
+# Special tokens and the top-level model config
+########################################################################################################################
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the four delimiters BAGEL uses (Qwen2.5 values by default, bagel-compat §4.3).
+
+    Every text segment is ``<|im_start|> ... <|im_end|>`` and every image block ``<|vision_start|> ... <|vision_end|>``.
+    """
+
+    im_start: int = 151644
+    im_end: int = 151645
+    vision_start: int = 151652
+    vision_end: int = 151653
+
+    def check(self, vocab_size: int) -> None:
+        """Raise ``ValueError`` if an id is outside ``[0, vocab_size)``."""
+        for name, value in asdict(self).items():
+            if not 0 <= value < vocab_size:
+                raise ValueError(f"SpecialTokens.{name}={value} is outside the vocabulary [0, {vocab_size})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The whole UniMAGE model.
+
+    Attributes:
+        llm: MoT decoder shape.
+        vit: SigLIP NaViT encoder shape.
+        vae: FLUX autoencoder shape (held outside the model's state dict).
+        latent_patch_size: p; p×p latent pixels become one LLM token (2 in BAGEL).
+        max_latent_size: Latent tokens per side of the ``latent_pos_embed`` table (64 in the release: 1024 px).
+        vit_max_num_patch_per_side: S of ``vit_pos_embed`` and of the ViT position ids row·S + col (70).
+        connector_act: Activation between ``connector.fc1`` and ``fc2``.
+        timestep_shift: s in t ← s·t / (1 + (s−1)·t), applied to training timesteps (1.0 = no shift).
+        id_prompting: UniMAGE's In-Context ID Prompting: ID tokens inside every image block (see ``packing``).
+            False reproduces BAGEL exactly.
+        attention_backend: ``auto`` picks flash-attn on CUDA when importable, else flex on CUDA, else SDPA with a
+            dense mask; the others force a backend.
+        ce_weight: Weight of the next-token cross-entropy in the total loss.
+        mse_weight: Weight of the flow-matching velocity MSE in the total loss.
+        freeze_und: Stop-gradient through the understanding expert's outputs (UniMAGE's Disentangled Expert
+            Learning, BAGEL's ``freeze_und``); only the generation expert and the image heads learn from the MSE.
+        tokens: Ids of the segment delimiters.
+    """
+
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    latent_patch_size: int = 2
+    max_latent_size: int = 64
+    vit_max_num_patch_per_side: int = 70
+    connector_act: str = "gelu_pytorch_tanh"
+    timestep_shift: float = 1.0
+    id_prompting: bool = False
+    attention_backend: AttentionBackend = "auto"
+    ce_weight: float = 1.0
+    mse_weight: float = 1.0
+    freeze_und: bool = False
+    tokens: SpecialTokens = field(default_factory=SpecialTokens)
+
+    def __post_init__(self) -> None:
+        if self.latent_patch_size <= 0:
+            raise ValueError(f"ModelConfig.latent_patch_size must be positive, got {self.latent_patch_size}")
+        if self.max_latent_size <= 0:
+            raise ValueError(f"ModelConfig.max_latent_size must be positive, got {self.max_latent_size}")
+        if not 0 < self.vit_max_num_patch_per_side <= self.vit.num_patches_per_side:
+            raise ValueError(
+                f"ModelConfig.vit_max_num_patch_per_side={self.vit_max_num_patch_per_side} must be in "
+                f"[1, {self.vit.num_patches_per_side}] (the ViT's learned positions per side)"
+            )
+        if self.timestep_shift <= 0:
+            raise ValueError(f"ModelConfig.timestep_shift must be positive, got {self.timestep_shift}")
+        if self.attention_backend not in get_args(AttentionBackend):
+            raise ValueError(
+                f"ModelConfig.attention_backend={self.attention_backend!r}; choose one of {get_args(AttentionBackend)}"
+            )
+        if self.ce_weight < 0 or self.mse_weight < 0:
+            raise ValueError(f"loss weights must be >= 0, got ce={self.ce_weight}, mse={self.mse_weight}")
+        self.tokens.check(self.llm.vocab_size)
+
+    @property
+    def latent_channels(self) -> int:
+        """C of the VAE latent (16 for FLUX)."""
+        return int(self.vae.z_channels)
+
+    @property
+    def patch_latent_dim(self) -> int:
+        """p·p·C: one latent token's vector (64 in BAGEL)."""
+        return self.latent_patch_size**2 * self.latent_channels
+
+    @property
+    def latent_downsample(self) -> int:
+        """Pixels per latent token per side (8·2 = 16 in BAGEL)."""
+        return int(self.vae.downsample) * self.latent_patch_size
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some top-level fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The top-level fields as written to BAGEL's ``config.json`` (encoders are in their own json files)."""
+        return {
+            "latent_patch_size": self.latent_patch_size,
+            "max_latent_size": self.max_latent_size,
+            "vit_max_num_patch_per_side": self.vit_max_num_patch_per_side,
+            "connector_act": self.connector_act,
+            "interpolate_pos": False,
+            "timestep_shift": self.timestep_shift,
+            "visual_gen": True,
+            "visual_und": True,
+            "id_prompting": self.id_prompting,
+            "attention_backend": self.attention_backend,
+            "ce_weight": self.ce_weight,
+            "mse_weight": self.mse_weight,
+            "freeze_und": self.freeze_und,
+            "special_tokens": asdict(self.tokens),
+        }
+
+    @classmethod
+    def from_json_dicts(
+        cls,
+        top: dict[str, Any],
+        llm: LLMConfig,
+        vit: ViTConfig,
+        vae: VAEConfig,
+        source: str = "config.json",
+    ) -> ModelConfig:
+        """Assemble a config from BAGEL's ``config.json`` content and already-read encoder configs.
+
+        Unknown keys (``vae_config``, ``vit_config``, ``llm_config`` that vLLM reads) are ignored; missing ones take the
+        inference defaults of the release (bagel-compat §1.2).
+
+        Raises:
+            ValueError: ``interpolate_pos`` is true, or a field has an invalid value.
+        """
+        if top.get("interpolate_pos", False):
+            raise ValueError(f"{source}: interpolate_pos=true is not supported (the release uses extrapolate ids)")
+        names = {
+            "latent_patch_size",
+            "max_latent_size",
+            "vit_max_num_patch_per_side",
+            "connector_act",
+            "timestep_shift",
+            "id_prompting",
+            "attention_backend",
+            "ce_weight",
+            "mse_weight",
+            "freeze_und",
+        }
+        kwargs: dict[str, Any] = {k: v for k, v in top.items() if k in names}
+        if "special_tokens" in top:
+            kwargs["tokens"] = SpecialTokens(**top["special_tokens"])
+        try:
+            return cls(llm=llm, vit=vit, vae=vae, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {err}") from err
+
+
+def _byte_tokenizer_tokens() -> SpecialTokens:
+    # Ids of ``unimage.script.tokenizer.ByteTokenizer`` (the offline tokenizer of tiny configs): bytes 0-255, then
+    # <|endoftext|> 256, <|im_start|> 257, <|im_end|> 258, <|vision_start|> 259, <|vision_end|> 260, then the script
+    # tokens. A test checks these against the tokenizer.
+    return SpecialTokens(im_start=257, im_end=258, vision_start=259, vision_end=260)
+
+
+MODEL_SIZES: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        llm=LLM_SIZES["tiny"],
+        vit=VIT_SIZES["tiny"],
+        vae=VAE_SIZES["tiny"],
+        max_latent_size=8,
+        vit_max_num_patch_per_side=VIT_SIZES["tiny"].num_patches_per_side,
+        attention_backend="sdpa",
+        tokens=_byte_tokenizer_tokens(),
+    ),
+    "small": ModelConfig(
+        llm=LLM_SIZES["small"],
+        vit=VIT_SIZES["small"],
+        vae=VAE_SIZES["small"],
+        max_latent_size=32,
+        vit_max_num_patch_per_side=VIT_SIZES["small"].num_patches_per_side,
+        tokens=_byte_tokenizer_tokens(),
+    ),
+    "bagel-7b-mot": ModelConfig(
+        llm=LLM_SIZES["bagel-7b-mot"], vit=VIT_SIZES["bagel-7b-mot"], vae=VAE_SIZES["bagel-7b-mot"]
+    ),
+}
+
+
+def list_sizes() -> list[str]:
+    """Names accepted by ``get_config`` (for CLI ``choices``)."""
+    return list(MODEL_SIZES)
+
+
+def get_config(name: str, **changes: Any) -> ModelConfig:
+    """The named size, optionally with top-level fields changed (e.g. ``id_prompting=True``).
+
+    Raises:
+        ValueError: Unknown name (the message lists the known ones).
+    """
+    if name not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {name!r}; choose one of {list_sizes()}")
+    cfg = MODEL_SIZES[name]
+    return cfg.replace(**changes) if changes else cfg

@@ -1,0 +1,312 @@
+"""Inference on top of a prefilled ``Context``: text decoding and rectified-flow image sampling with CFG.
+
+Reference: ByteDance-Seed/Bagel @ 056b5fd, ``modeling/bagel/bagel.py`` (``generate_text``, ``generate_image``,
+``_forward_flow``) and ``inferencer.py``; bagel-compat §3.4–§3.6, §4.3.
+
+Text: decoding is seeded with ``<|im_start|>`` at the context's next RoPE id and feeds one token per step through the
+understanding expert, growing a private copy of the cache; it stops at ``<|im_end|>`` or ``max_length``.
+
+Image: the query block is ``<|vision_start|> [ID tokens] latents <|vision_end|>`` at one RoPE id (the context's next
+id; a generated image does not advance it). Flow times t_i = shift(linspace(1, 0, N)), and for i < N−1:
+x ← x − v(x, t_i)·(t_i − t_{i+1}), with v = ε − x0 pointing from data to noise. The context is never grown.
+
+Classifier-free guidance uses three contexts that differ only in their cache and positions (same query tokens):
+c (full context), t̄ (``cfg_text_context``: without the latest text; empty for text-to-image) and ī
+(``cfg_img_context``: all text, no input images). Guidance is on only while interval[0] < t_i ≤ interval[1]
+and only if the text scale is > 1 (``combine_cfg`` has the arithmetic).
+
+Deviations: BAGEL decodes with batch 1 and draws noise from the global RNG; here one sample at a time too, and
+every random draw takes an explicit ``torch.Generator``. ``top_p`` is an addition (BAGEL samples from the full
+softmax; ``top_p=1`` reproduces that).
+
+Shape letters: Nl latent tokens of the generated image, Pl latent token vector, C latent channels, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from unimage.model.cache import Context, run_cached
+from unimage.model.image_transforms import unpatchify
+from unimage.model.packing import NoisyVaeImage, PackedBatch, pack, pack_tokens
+from unimage.model.unimage import shift_timesteps
+
+if TYPE_CHECKING:
+    from unimage.model.unimage import UniMAGE
+
+__all__ = [
+    "EDIT_CFG",
+    "T2I_CFG",
+    "CfgOptions",
+    "combine_cfg",
+    "flow_timesteps",
+    "generate_image",
+    "generate_text",
+    "sample_next_token",
+]
+
+RenormType = Literal["global", "channel", "text_channel"]
+
+
+########################################################################################################################
+# Text
+########################################################################################################################
+
+
+def sample_next_token(
+    logits: Tensor,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> int:
+    """Pick the next token from [V] logits: argmax, or a draw from softmax(logits/T) restricted to the top-p nucleus.
+
+    The nucleus is the smallest set of most-probable tokens whose probability reaches ``top_p`` (the top token is
+    always kept).
+    """
+    if not do_sample:
+        return int(logits.argmax())
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # [V]
+    if top_p < 1:
+        sorted_p, order = probs.sort(descending=True)
+        before = sorted_p.cumsum(0) - sorted_p  # mass of strictly more probable tokens
+        sorted_p = torch.where(before < top_p, sorted_p, torch.zeros_like(sorted_p))
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+@torch.no_grad()
+def generate_text(
+    model: UniMAGE,
+    context: Context,
+    max_length: int = 512,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    vocab_limit: int | None = None,
+) -> list[int]:
+    """Decode a text segment after ``context`` (the context itself is not changed).
+
+    Args:
+        model: The model.
+        context: Prefilled context.
+        max_length: Most decoding steps, i.e. new tokens including a final stop token. BAGEL's loop returns at
+            most ``max_length − 1`` new tokens after its seed, so ours with ``n`` matches BAGEL's ``n + 1``.
+        do_sample: Sample instead of greedy argmax.
+        temperature: Softmax temperature when sampling.
+        top_p: Nucleus mass when sampling (1 = the full distribution, BAGEL's behaviour).
+        generator: RNG of the draws.
+        vocab_limit: Only ids below this are generated (pass the tokenizer's length: the embedding has spare rows,
+            152064 vs 151665 for Qwen2.5, that no tokenizer can decode).
+
+    Returns:
+        The generated ids, without the ``<|im_start|>`` seed and without the final ``<|im_end|>``.
+    """
+    if vocab_limit is not None and not 0 < vocab_limit <= model.config.llm.vocab_size:
+        raise ValueError(f"vocab_limit={vocab_limit} must be in [1, {model.config.llm.vocab_size}]")
+    cfg = model.config
+    device = model.llm2vae.weight.device
+    empty_lat = torch.empty(0, cfg.patch_latent_dim, device=device)
+    empty_t = torch.empty(0, device=device)
+    token, out = cfg.tokens.im_start, []
+    for _ in range(max_length):
+        batch = pack_tokens([token], cfg, start_position=context.next_position).to(device)
+        hidden, kv = run_cached(model, context, batch, empty_lat, empty_t)
+        context = context.extended(kv, 1, context.next_position + 1)
+        logits = model.language_model.lm_head(hidden[-1])  # [V]
+        if vocab_limit is not None:
+            logits = logits[:vocab_limit]
+        token = sample_next_token(logits, do_sample, temperature, top_p, generator)
+        if token == cfg.tokens.im_end:
+            break
+        out.append(token)
+    return out
+
+
+########################################################################################################################
+# Classifier-free guidance
+########################################################################################################################
+
+
+@dataclass(frozen=True)
+class CfgOptions:
+    """Guidance settings (``Bagel.generate_image`` names without the ``cfg_`` prefix).
+
+    Attributes:
+        text_scale: s_T; guidance runs only when > 1.
+        img_scale: s_I; the ī branch runs only when > 1 (and s_T > 1).
+        interval: Guidance is on for interval[0] < t ≤ interval[1] (shifted t).
+        renorm_min: Lower clamp of the renorm factor (1.0 disables renorm; it never scales up).
+        renorm_type: ``global`` (whole-tensor norms), ``channel`` (per token), ``text_channel`` (per token, after
+            the text step and before the image step).
+    """
+
+    text_scale: float = 1.0
+    img_scale: float = 1.0
+    interval: tuple[float, float] = (0.0, 1.0)
+    renorm_min: float = 0.0
+    renorm_type: RenormType = "global"
+
+    def __post_init__(self) -> None:
+        if self.renorm_type not in ("global", "channel", "text_channel"):
+            raise ValueError(f"renorm_type={self.renorm_type!r}; choose global, channel or text_channel")
+        if not self.interval[0] <= self.interval[1]:
+            raise ValueError(f"interval {self.interval} must be (low, high) with low <= high")
+
+    def active(self, t: float) -> tuple[float, float]:
+        """(s_T, s_I) at flow time t: the scales inside the interval, (1, 1) outside."""
+        if self.interval[0] < t <= self.interval[1]:
+            return self.text_scale, self.img_scale
+        return 1.0, 1.0
+
+
+# Defaults of BAGEL's notebook / app (bagel-compat §3.6).
+T2I_CFG = CfgOptions(text_scale=4.0, img_scale=1.0, interval=(0.4, 1.0), renorm_min=0.0, renorm_type="global")
+EDIT_CFG = CfgOptions(text_scale=4.0, img_scale=2.0, interval=(0.0, 1.0), renorm_min=0.0, renorm_type="text_channel")
+
+
+def _renorm(v_ref: Tensor, v: Tensor, per_token: bool, renorm_min: float) -> Tensor:
+    if per_token:
+        n_ref, n = v_ref.norm(dim=-1, keepdim=True), v.norm(dim=-1, keepdim=True)  # [Nl, 1]
+    else:
+        n_ref, n = v_ref.norm(), v.norm()
+    return v * (n_ref / (n + 1e-8)).clamp(min=renorm_min, max=1.0)
+
+
+def combine_cfg(
+    v_c: Tensor,
+    v_text: Tensor | None,
+    v_img: Tensor | None,
+    text_scale: float,
+    img_scale: float,
+    renorm_type: RenormType = "global",
+    renorm_min: float = 0.0,
+) -> Tensor:
+    """BAGEL's guidance arithmetic on velocities [Nl, Pl] (bagel-compat §3.5).
+
+    Args:
+        v_c: Velocity with the full context.
+        v_text: Velocity of the t̄ branch (needed when ``text_scale > 1``).
+        v_img: Velocity of the ī branch (needed when ``img_scale > 1`` and ``text_scale > 1``).
+        text_scale: s_T (no guidance at all unless > 1).
+        img_scale: s_I.
+        renorm_type: ``global`` / ``channel`` / ``text_channel``.
+        renorm_min: Lower clamp of the renorm factor.
+    """
+    if text_scale <= 1.0:
+        return v_c
+    if v_text is None:
+        raise ValueError("text guidance (text_scale > 1) needs the t̄ velocity")
+    if img_scale > 1.0 and v_img is None:
+        raise ValueError("image guidance (img_scale > 1) needs the ī velocity")
+    u = v_text + text_scale * (v_c - v_text)
+    if renorm_type == "text_channel":
+        u = _renorm(v_c, u, per_token=True, renorm_min=renorm_min)
+        return v_img + img_scale * (u - v_img) if img_scale > 1.0 and v_img is not None else u
+    if img_scale > 1.0 and v_img is not None:
+        u = v_img + img_scale * (u - v_img)
+    return _renorm(v_c, u, per_token=renorm_type == "channel", renorm_min=renorm_min)
+
+
+########################################################################################################################
+# Image
+########################################################################################################################
+
+
+def flow_timesteps(num_timesteps: int, shift: float) -> Tensor:
+    """[N] times shift(linspace(1, 0, N)); the sampler takes N−1 Euler steps between consecutive entries."""
+    if num_timesteps < 2:
+        raise ValueError(f"num_timesteps must be >= 2, got {num_timesteps}")
+    if shift <= 0:
+        raise ValueError(f"timestep shift must be > 0, got {shift}")
+    return shift_timesteps(torch.linspace(1, 0, num_timesteps, dtype=torch.float64), shift).float()
+
+
+def _velocity(model: UniMAGE, context: Context, batch: PackedBatch, x: Tensor, t: Tensor) -> Tensor:
+    """v(x, t) [Nl, Pl] of the query block ``batch`` over ``context`` (the context is not grown)."""
+    hidden, _ = run_cached(model, context, batch, x, t)
+    return model.llm2vae(hidden[batch.vae_indexes])
+
+
+@torch.no_grad()
+def generate_image(
+    model: UniMAGE,
+    context: Context,
+    size: tuple[int, int],
+    cfg: CfgOptions | None = None,
+    cfg_text_context: Context | None = None,
+    cfg_img_context: Context | None = None,
+    id_token_ids: Sequence[int] = (),
+    num_timesteps: int = 50,
+    timestep_shift: float = 3.0,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    """Sample one image's normalised VAE latents after ``context`` (Euler, t = 1 → 0).
+
+    Args:
+        model: The model.
+        context: Full context c.
+        size: (H, W) in pixels, multiples of ``config.latent_downsample`` (16 for BAGEL).
+        cfg: Guidance settings (None = no guidance).
+        cfg_text_context: Context t̄ (required when ``cfg.text_scale > 1``).
+        cfg_img_context: Context ī (required when ``cfg.img_scale > 1``).
+        id_token_ids: ID tokens of the frame being generated (used only under ``config.id_prompting``).
+        num_timesteps: N (N−1 model steps, each with up to three forward passes).
+        timestep_shift: s of the sampling schedule (3.0 in BAGEL's apps).
+        generator: RNG of the initial noise.
+        noise: Optional initial x [Nl, Pl] instead of a draw.
+
+    Returns:
+        [C, H/8, W/8] latents, to be decoded by the VAE.
+    """
+    config = model.config
+    cfg = cfg or CfgOptions()
+    ds, p = config.latent_downsample, config.latent_patch_size
+    if size[0] % ds or size[1] % ds or min(size) <= 0:
+        raise ValueError(f"image size {size} must be positive multiples of {ds} pixels")
+    h, w = size[0] // ds, size[1] // ds  # latent tokens per side
+    if max(h, w) > config.max_latent_size:
+        raise ValueError(f"image size {size} needs {h}x{w} latent tokens, the table has {config.max_latent_size}")
+    if cfg.text_scale > 1 and cfg_text_context is None:
+        raise ValueError("cfg.text_scale > 1 needs cfg_text_context")
+    if cfg.text_scale > 1 and cfg.img_scale > 1 and cfg_img_context is None:
+        raise ValueError("cfg.img_scale > 1 needs cfg_img_context")
+    device = model.llm2vae.weight.device
+    c = config.latent_channels
+    placeholder = NoisyVaeImage(torch.zeros(c, h * p, w * p), id_token_ids=id_token_ids)
+
+    def block(ctx: Context) -> tuple[Context, PackedBatch]:
+        return ctx, pack([[placeholder]], config, start_position=ctx.next_position).to(device)
+
+    branches = {"c": block(context)}
+    if cfg_text_context is not None and cfg.text_scale > 1:
+        branches["text"] = block(cfg_text_context)
+    if cfg_img_context is not None and cfg.img_scale > 1 and cfg.text_scale > 1:
+        branches["img"] = block(cfg_img_context)
+
+    x = noise if noise is not None else torch.randn(h * w, config.patch_latent_dim, generator=generator)
+    x = x.to(device, model.llm2vae.weight.dtype)  # [Nl, Pl]
+    ts = flow_timesteps(num_timesteps, timestep_shift)
+    for i in range(num_timesteps - 1):
+        t = float(ts[i])
+        s_text, s_img = cfg.active(t)
+        t_tok = torch.full((h * w,), t, device=device)
+
+        v_c = _velocity(model, *branches["c"], x, t_tok)
+        v_text = _velocity(model, *branches["text"], x, t_tok) if s_text > 1 else None
+        v_img = _velocity(model, *branches["img"], x, t_tok) if s_text > 1 and s_img > 1 else None
+        v = combine_cfg(v_c, v_text, v_img, s_text, s_img, cfg.renorm_type, cfg.renorm_min)
+        x = x - v * float(ts[i] - ts[i + 1])
+    return unpatchify(x, h, w, p, c)
