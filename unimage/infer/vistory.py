@@ -1,0 +1,451 @@
+"""ViStoryBench generation: each ``story.json`` → a UniMAGE script → one keyframe per shot, in the benchmark's layout.
+
+Conversion (text-only mode, as the paper's Table 1: no reference images are used):
+
+- ``<User>``: "A <Story_type> story featuring <names>." (ViStoryBench has no user prompt);
+- characters, in ``Characters`` order → ``<CharacterI>: <prompt_{lang}>``;
+- distinct ``Setting Description`` texts, in order of first use → ``<EnvironmentJ>: <setting>``;
+- shot k → ``<Framek>: <Shot Perspective Design>: <Static Shot Description>`` with every appearing character's name
+  tagged ``Name<CharacterI>`` (appended when the text does not name it) and the setting as ``<EnvironmentJ>``;
+  ``<Videok>``: the ``Plot Correspondence`` text, tagged the same way.
+
+Angle brackets in the story texts become ‹ › (they would read as tags or cues). Script shots are numbered 1..n; the
+image of shot k is written as ``shot_NN.png`` with NN the 1-based ``index`` of story.json (DESIGN.md §3.3).
+
+Output layout (DESIGN.md §3.3, vistorybench.md §2)::
+
+    <outputs>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/generation.json      what produced the run, per-story status
+    <outputs>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/<story_id>/shots/shot_NN.png
+    <outputs>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/<story_id>/script.txt, script.json
+
+Resumable: every file is written atomically and ``script.json`` last, so a story is finished exactly when its
+``script.json`` and all its shots exist; a rerun with the same settings reuses the newest run folder made with them
+and skips finished stories. A story that fails is reported (and recorded in ``generation.json``) and the others go on.
+Each story is rendered with its own seed (derived from the config seed and the story id), so results do not depend
+on which stories ran before.
+
+Batching: stories are independent, so on GPU they could be rendered as one packed batch per denoising step; the model's
+cached forward takes one sample at a time today (``unimage.model.cache.run_cached``), so stories run one after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from unimage.data.atomic import atomic_write_bytes, atomic_write_text
+from unimage.infer.config import SamplingConfig
+from unimage.script import Description, Entity, Script, Shot, parse, serialize, to_dict
+
+__all__ = [
+    "LITE_STORY_IDS",
+    "VistoryReport",
+    "generate_vistory",
+    "load_story_json",
+    "story_ids",
+    "story_to_script",
+]
+
+#: The 20 stories of ViStoryBench's lite split (vistorybench.md §1).
+LITE_STORY_IDS = (
+    "01",
+    "08",
+    "09",
+    "15",
+    "17",
+    "19",
+    "24",
+    "27",
+    "28",
+    "29",
+    "32",
+    "41",
+    "52",
+    "53",
+    "55",
+    "57",
+    "60",
+    "64",
+    "68",
+    "79",
+)
+RUN_FILE = "generation.json"
+TIMESTAMP_RE = re.compile(r"^\d{8}_\d{6}$")
+Split = Literal["full", "lite"]
+
+
+########################################################################################################################
+# story.json → script
+########################################################################################################################
+
+
+def load_story_json(path: str | Path) -> dict[str, Any]:
+    """Read a ``story.json`` (UTF-8 with or without BOM, as the official loader).
+
+    Raises:
+        ValueError: The file cannot be read or is not a JSON object with ``Characters`` and ``Shots``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read story.json: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("Shots"), list):
+        raise ValueError(f"{path}: not a ViStoryBench story (needs a 'Shots' list)")
+    if not isinstance(data.get("Characters", {}), dict):
+        raise ValueError(f"{path}: 'Characters' must be an object")
+    return data
+
+
+def _text(value: Any, lang: str, where: str) -> str:
+    if isinstance(value, dict):
+        value = value.get(lang, value.get("en"))
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected text, got {type(value).__name__}")
+    return " ".join(value.replace("<", "‹").replace(">", "›").split())
+
+
+def _tag(text: str, people: Sequence[tuple[str, str]], lang: str) -> str:
+    """Put ``<CharacterI>`` after the first mention of each name; names not found are appended."""
+    missing = []
+    for name, tag in people:
+        if not tag:
+            if name not in text:
+                missing.append(name)
+            continue
+        pattern = re.escape(name) if lang == "ch" else rf"(?<![\w‹]){re.escape(name)}(?![\w›])"
+        m = re.search(pattern, text) if name else None
+        if m is None or tag in text:
+            if tag not in text:
+                missing.append(f"{name}{tag}")
+            continue
+        text = text[: m.end()] + tag + text[m.end() :]
+    if missing:
+        joined = ", ".join(missing)
+        text = f"{text} 人物：{joined}。" if lang == "ch" else f"{text} Characters: {joined}."
+    return text.strip()
+
+
+def _end(text: str) -> str:
+    return text if not text or text[-1] in ".!?。！？…" else text + "."
+
+
+def story_to_script(story: dict[str, Any], lang: str = "en", source: str = "story.json") -> tuple[Script, list[int]]:
+    """Convert a ViStoryBench story into a UniMAGE script (module docstring).
+
+    Args:
+        story: The parsed ``story.json``.
+        lang: ``en`` or ``ch``: which texts to use.
+        source: Name used in error messages.
+
+    Returns:
+        The script and, per script shot, the story.json ``index`` of that shot (for the image file names).
+
+    Raises:
+        ValueError: A field is missing or mistyped, or the script would not be well-formed (the message names the
+            story and the problem).
+    """
+    chars: dict[str, int] = {}
+    characters = []
+    for key, raw in story.get("Characters", {}).items():
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: Characters[{key!r}] must be an object")
+        chars[key] = len(chars) + 1
+        prompt = _text(raw.get(f"prompt_{lang}") or raw.get("prompt_en"), lang, f"{source}: Characters[{key!r}]")
+        name = _text(raw.get(f"name_{lang}") or raw.get("name_en") or key, lang, f"{source}: Characters[{key!r}]")
+        characters.append(Entity(chars[key], Description(_end(prompt or name))))
+    names = {
+        key: _text(
+            story["Characters"][key].get(f"name_{lang}") or story["Characters"][key].get("name_en") or key, lang, source
+        )
+        for key in chars
+    }
+
+    settings: dict[str, int] = {}
+    shots: list[Shot] = []
+    indices: list[int] = []
+    for pos, raw in enumerate(story["Shots"]):
+        where = f"{source}: Shots[{pos}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be an object")
+        index = raw.get("index", pos + 1)
+        if not isinstance(index, int) or index < 1:
+            raise ValueError(f"{where}: 'index' must be a 1-based integer, got {index!r}")
+        keys = raw.get("Characters Appearing", {})
+        keys = keys.get("en", []) if isinstance(keys, dict) else keys
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError(f"{where}: 'Characters Appearing' must list character keys")
+        # A key missing from `Characters` (as the benchmark's reader, we keep it) is named without a tag.
+        people = [(names.get(k, k), f"<Character{chars[k]}>" if k in chars else "") for k in dict.fromkeys(keys)]
+        setting = _text(raw.get("Setting Description"), lang, where)
+        env = ""
+        if setting:
+            settings.setdefault(setting, len(settings) + 1)
+            env = f"<Environment{settings[setting]}>"
+        camera = _text(raw.get("Shot Perspective Design"), lang, where)
+        static = _text(raw.get("Static Shot Description"), lang, where)
+        plot = _text(raw.get("Plot Correspondence"), lang, where) or static
+        frame = _tag(_end(static), people, lang)
+        if env:
+            frame += f" 场景：{env}。" if lang == "ch" else f" Setting: {env}."
+        if camera:
+            frame = f"{camera}: {frame}"
+        video = _tag(_end(plot), people, lang)
+        shots.append(Shot(len(shots) + 1, Description(frame.strip()), Description(video or frame)))
+        indices.append(index)
+    if not shots:
+        raise ValueError(f"{source}: the story has no shots")
+    environments = tuple(Entity(i, Description(_end(s))) for s, i in settings.items())
+    story_type = _text(story.get("Story_type"), lang, source) or ("故事" if lang == "ch" else "short")
+    cast = ("、" if lang == "ch" else ", ").join(names.values())
+    if lang == "ch":
+        prompt = f"一个{story_type}故事，主角是{cast}。" if cast else f"一个{story_type}故事。"
+    else:
+        prompt = f"A {story_type} story featuring {cast}." if cast else f"A {story_type} story."
+    script = Script(_text(prompt, lang, source), tuple(characters), environments, tuple(shots))
+    problems = [p for p in parse(serialize(script)).problems if p.code != "possibly-truncated"]
+    if problems:
+        raise ValueError(f"{source}: the converted script is not well-formed: " + "; ".join(map(str, problems)))
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"{source}: duplicate shot index in {indices}")
+    return script, indices
+
+
+def story_ids(dataset: str | Path, split: Split = "full") -> list[str]:
+    """Numeric story folders holding a story.json, sorted; ``lite`` keeps the official 20 that exist."""
+    root = dataset_root(dataset)
+    ids = sorted(
+        (p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / "story.json").is_file()), key=int
+    )
+    if split == "lite":
+        ids = [i for i in ids if i in LITE_STORY_IDS]
+    elif split != "full":
+        raise ValueError(f"split must be 'full' or 'lite', got {split!r}")
+    return ids
+
+
+def dataset_root(dataset: str | Path) -> Path:
+    """The folder holding ``<NN>/story.json``: ``dataset`` itself or its ``ViStory`` sub-folder."""
+    root = Path(dataset)
+    if (root / "ViStory").is_dir() and not any(p.name.isdigit() for p in root.iterdir() if p.is_dir()):
+        root = root / "ViStory"
+    if not root.is_dir():
+        raise FileNotFoundError(f"ViStoryBench dataset folder not found: {root}")
+    return root
+
+
+########################################################################################################################
+# generation
+########################################################################################################################
+
+
+@dataclass
+class VistoryReport:
+    """What one ``generate_vistory`` call did.
+
+    Attributes:
+        run_dir: ``<outputs>/<method>/<mode>/<lang>/<timestamp>``.
+        generated: Stories rendered by this call.
+        skipped: Stories already finished (resume).
+        failed: Story id → error message.
+        keyframes: Keyframes written by this call.
+        seconds: Wall time.
+    """
+
+    run_dir: Path
+    generated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    keyframes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def timestamp(self) -> str:
+        """The run folder's timestamp."""
+        return self.run_dir.name
+
+
+def story_seed(seed: int, story_id: str) -> int:
+    """A per-story seed, stable across processes and independent of the order stories run in."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{story_id}".encode()).digest()[:4], "little")
+
+
+def _fingerprint(directory: str) -> dict[str, Any]:
+    ema = Path(directory) / "ema.safetensors"
+    stat = ema.stat() if ema.is_file() else None
+    return {
+        "path": directory,
+        "ema_bytes": stat.st_size if stat else None,
+        "ema_mtime_ns": stat.st_mtime_ns if stat else None,
+    }
+
+
+def _story_done(story_dir: Path, indices: Sequence[int]) -> bool:
+    return (story_dir / "script.json").is_file() and all(
+        (story_dir / "shots" / f"shot_{i:02d}.png").is_file() for i in indices
+    )
+
+
+def _pick_run(parent: Path, record: dict[str, Any], timestamp: str | None) -> Path:
+    """The run folder to write: ``timestamp`` if given, else the newest with the same settings, else a new one."""
+
+    def same(run: Path) -> bool:
+        try:
+            old = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        return bool(old.get("settings") == record["settings"])
+
+    if timestamp is not None:
+        if not TIMESTAMP_RE.match(timestamp):
+            raise ValueError(f"timestamp {timestamp!r} is not YYYYMMDD_HHMMSS")
+        run = parent / timestamp
+        if run.is_dir() and (run / RUN_FILE).is_file() and not same(run):
+            raise FileExistsError(
+                f"{run} was generated with other settings ({run / RUN_FILE}); choose another timestamp"
+            )
+        return run
+    if parent.is_dir():
+        runs = sorted((p for p in parent.iterdir() if p.is_dir() and TIMESTAMP_RE.match(p.name)), reverse=True)
+        for run in runs:
+            if same(run):
+                return run
+    now = datetime.now()
+    while (parent / now.strftime("%Y%m%d_%H%M%S")).exists():
+        now += timedelta(seconds=1)
+    return parent / now.strftime("%Y%m%d_%H%M%S")
+
+
+def generate_vistory(
+    dataset: str | Path,
+    ckpt: Any,
+    method: str,
+    mode: str,
+    split: Split = "full",
+    lang: str = "en",
+    outputs: str | Path = "outputs",
+    *,
+    config: SamplingConfig | None = None,
+    timestamp: str | None = None,
+    stories: Sequence[str] | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> VistoryReport:
+    """Render every story of a ViStoryBench split into the benchmark's output layout (module docstring).
+
+    Args:
+        dataset: Dataset root (``<root>/<NN>/story.json``, or its parent holding ``ViStory/``).
+        ckpt: A BAGEL-layout directory, a run directory holding one (``Director.from_pretrained``), or a
+            ``Director``.
+        method: ``<method>`` folder name.
+        mode: ``<mode>`` folder name (e.g. the ablation arm).
+        split: ``full`` or ``lite``.
+        lang: ``en`` or ``ch``: the texts used and the ``<lang>`` folder.
+        outputs: Outputs root.
+        config: Sampling settings (the Director's own when ``ckpt`` is a ``Director``, else BAGEL's defaults).
+        timestamp: Write into this run folder; None resumes the newest run with the same settings or starts one.
+        stories: Only these story ids (within the split).
+        progress: tqdm bars over stories and shots.
+        device: Device for loading ``ckpt`` (CUDA when available by default).
+
+    Returns:
+        The report; failed stories are listed there (and in ``generation.json``), never raised.
+
+    Raises:
+        FileNotFoundError: The dataset or checkpoint is missing.
+        ValueError: Bad split / lang / timestamp, or unknown story ids.
+    """
+    from tqdm.auto import tqdm
+
+    from unimage.infer.director import Director
+
+    if lang not in ("en", "ch"):
+        raise ValueError(f"lang must be 'en' or 'ch', got {lang!r}")
+    for name, value in (("method", method), ("mode", mode)):
+        if not value or "/" in value or value in (".", "..") or value.strip() != value:
+            raise ValueError(f"{name} must be a plain folder name, got {value!r}")
+    start = time.perf_counter()
+    root = dataset_root(dataset)
+    ids = story_ids(root, split)
+    if stories is not None:
+        unknown = sorted(set(stories) - set(ids))
+        if unknown:
+            raise ValueError(f"stories {unknown} are not in the {split} split of {root}")
+        ids = [i for i in ids if i in set(stories)]
+    if isinstance(ckpt, Director):
+        director = ckpt if config is None else Director(ckpt.model, ckpt.vae, ckpt.tokenizer, config, ckpt.source)
+    else:
+        director = Director.from_pretrained(ckpt, config=config, device=device)
+    record: dict[str, Any] = {
+        "generator": "unimage.infer.vistory",
+        "settings": {
+            "checkpoint": _fingerprint(director.source),
+            "id_prompting": director.model.config.id_prompting,
+            "sampling": director.config.to_dict(),
+            "dataset": str(root.resolve()),
+            "split": split,
+            "lang": lang,
+            "method": method,
+            "mode": mode,
+            "reference_images": False,
+        },
+    }
+    run = _pick_run(Path(outputs) / method / mode / lang, record, timestamp)
+    status: dict[str, str] = {}
+    if (run / RUN_FILE).is_file():
+        status = json.loads((run / RUN_FILE).read_text(encoding="utf-8")).get("stories", {})
+    report = VistoryReport(run_dir=run)
+
+    def save_record() -> None:
+        atomic_write_text(run / RUN_FILE, json.dumps(record | {"stories": status}, indent=2, sort_keys=True) + "\n")
+
+    save_record()
+    for sid in tqdm(ids, desc=f"{method}/{mode}", unit="story", disable=not progress):
+        story_dir = run / sid
+        try:
+            script, indices = story_to_script(
+                load_story_json(root / sid / "story.json"), lang, f"{root / sid}/story.json"
+            )
+            if _story_done(story_dir, indices):
+                report.skipped.append(sid)
+                status[sid] = "done"
+                continue
+            seeded = director.with_config(seed=story_seed(director.config.seed, sid))
+            for index, image in zip(indices, seeded.render_iter(script, progress=progress)):
+                atomic_write_bytes(story_dir / "shots" / f"shot_{index:02d}.png", _png(image))
+                report.keyframes += 1
+            atomic_write_text(story_dir / "script.txt", serialize(script))
+            parsed = parse(serialize(script))
+            payload = to_dict(parsed.script, parsed.problems) | {"shot_files": [f"shot_{i:02d}.png" for i in indices]}
+            atomic_write_text(story_dir / "script.json", json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+            report.generated.append(sid)
+            status[sid] = "done"
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # a failed story is reported and the rest continue
+            message = f"{type(err).__name__}: {err}"
+            report.failed[sid] = message
+            status[sid] = "failed: " + message
+            if progress:
+                tqdm.write(f"story {sid} failed: {message}\n{traceback.format_exc(limit=3)}")
+        save_record()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _png(image: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
