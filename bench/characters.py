@@ -1,0 +1,212 @@
+"""Per-story character work shared by CIDS, OCCM and single-character action: reference features and matching.
+
+`reference/vistorybench.md` §4.2–§4.3. Two matching profiles exist:
+
+- ``"cids"``: each character's own encoder (face for ``realistic_human``, CLIP otherwise). Eras A/B keep the
+  top-min(N, E) boxes by detector score and match greedily; Era C uses every box and the Hungarian matcher.
+- ``"clip_all"``: Era A's prompt-alignment copy of the matcher (``gpt_eval.py``), used there for OCCM and single
+  character action: CLIP for everyone, every box, greedy.
+
+Detection and encoding are batched over all the images / crops of several stories at once (the caller passes a
+chunk of stories); reference features are computed once per (story, encoder) and cached in memory.
+
+Deviations from the official code, on purpose: a crop with no face keeps its row (invalid) instead of being
+dropped, so feature row k always belongs to box k (the Era A/B misalignment bug is not reproduced); each
+character's similarity row uses its own encoder (the official greedy loop uses the encoder of the character being
+matched for every row, identical whenever a story's characters share a tag, which ViStoryBench's do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+
+from bench.backbones.base import (
+    Backbones,
+    Detections,
+    IdentityEncoder,
+    IdentityFeatures,
+    detector_caption,
+    identity_similarity,
+)
+from bench.dataset import Shot, Story
+from bench.functional._common import Era
+from bench.functional.matching import greedy_match, hungarian_match
+from bench.outputs import StoryOutputs
+
+Profile = Literal["cids", "clip_all"]
+
+
+class CharacterReferenceError(RuntimeError):
+    """A character's references gave no feature at all, even as full images (the official code asserts)."""
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image file as RGB (fully decoded, so the file handle is closed)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@dataclass
+class ShotMatch:
+    """Matching result of one shot with an image.
+
+    Attributes:
+        shot: 1-based shot index.
+        n_boxes: every box the detector kept in the image (Era C OCCM counts these).
+        matched: character key -> index into ``crops`` / ``features`` (listed characters only; absent = missing).
+        crops: the candidate crops that were matched against.
+        features: character key -> that character's encoder features of the candidate crops.
+        scores: character key -> the matched box's similarity to the character's references.
+    """
+
+    shot: int
+    n_boxes: int
+    matched: dict[str, int] = field(default_factory=dict)
+    crops: list[Image.Image] = field(default_factory=list)
+    features: dict[str, IdentityFeatures] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StoryMatches:
+    """Matches of every shot of one story plus the references they were matched against."""
+
+    story_id: str
+    shots: dict[int, ShotMatch]
+    refs: dict[str, IdentityFeatures]
+    encoders: dict[str, str]
+
+
+class CharacterMatcher:
+    """Computes reference features and per-shot matches for chunks of stories with one backbone bundle."""
+
+    def __init__(self, backbones: Backbones, era: Era, batch_size: int = 16) -> None:
+        """Args: backbones (detector and identity encoders), era (caption, box selection, matcher), batch_size."""
+        self.backbones = backbones
+        self.era = era
+        self.batch_size = batch_size
+        self.caption = detector_caption(era)
+        self._refs: dict[tuple[str, str], IdentityFeatures] = {}
+        self._ref_images: dict[tuple[str, str], list[Image.Image]] = {}
+
+    def detect(self, images: Sequence[Image.Image]) -> list[Detections]:
+        """Detector over ``images`` in batches of ``batch_size``."""
+        out: list[Detections] = []
+        for i in range(0, len(images), self.batch_size):
+            out.extend(self.backbones.detector.detect(images[i : i + self.batch_size], self.caption))
+        return out
+
+    def encode(self, encoder: IdentityEncoder, images: Sequence[Image.Image]) -> IdentityFeatures:
+        """``encoder`` over ``images`` (non-empty) in batches of ``batch_size``."""
+        parts = [encoder.encode(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        return IdentityFeatures.concat(parts)
+
+    def reference_images(self, story: Story, key: str, profile: Profile) -> list[Image.Image]:
+        """The images (crops or full refs) behind :meth:`references`, row for row; the first is the primary ref."""
+        self.references(story, key, profile)
+        return self._ref_images[(f"{story.story_id}/{key}", self.encoder_for(story, key, profile).name)]
+
+    def encoder_for(self, story: Story, key: str, profile: Profile) -> IdentityEncoder:
+        """The identity encoder used for character ``key`` under ``profile``."""
+        if profile == "clip_all":
+            return self.backbones.clip
+        return self.backbones.identity_encoder(story.characters[key].tag)
+
+    def references(self, story: Story, key: str, profile: Profile) -> IdentityFeatures:
+        """Valid reference features of one character (§4.2), cached per (story, encoder, character)."""
+        encoder = self.encoder_for(story, key, profile)
+        cache_key = (f"{story.story_id}/{key}", encoder.name)
+        if cache_key in self._refs:
+            return self._refs[cache_key]
+        images = [load_rgb(p) for p in story.characters[key].ref_images]
+        dets = self.detect(images) if images else []
+        used = [d.top(1).crops(im)[0] for im, d in zip(images, dets) if len(d) > 0]
+        feats = self.encode(encoder, used) if used else None
+        if feats is None or not bool(feats.any_valid.any()):
+            used = images  # official fallback: the full reference images
+            feats = self.encode(encoder, used) if used else None
+        if feats is None or not bool(feats.any_valid.any()):
+            raise CharacterReferenceError(
+                f"story {story.story_id}: character {key!r}: no {encoder.name} feature from any reference image"
+            )
+        valid = feats.any_valid
+        self._refs[cache_key] = feats.select(valid)
+        self._ref_images[cache_key] = [im for im, v in zip(used, valid.tolist()) if v]
+        return self._refs[cache_key]
+
+    def match(self, stories: Sequence[Story], outputs: Sequence[StoryOutputs], profile: Profile) -> list[StoryMatches]:
+        """Detect, encode and match every paired shot of several stories, batching across stories."""
+        jobs: list[tuple[int, int, Image.Image]] = []  # (story position, shot index, image)
+        for si, out in enumerate(outputs):
+            for shot, path in out.paired.items():
+                jobs.append((si, shot, load_rgb(path)))
+        detections = self.detect([im for _, _, im in jobs])
+
+        # Candidate boxes per shot, then all crops grouped by encoder, encoded in one call per encoder.
+        listed: dict[tuple[int, int], list[str]] = {}
+        candidates: dict[tuple[int, int], tuple[Detections, list[Image.Image]]] = {}
+        for (si, shot, im), det in zip(jobs, detections):
+            story = stories[si]
+            keys = [
+                k for k in _shot(story, shot).character_keys if k in story.characters and story.characters[k].ref_images
+            ]
+            listed[(si, shot)] = keys
+            n_listed = len(_shot(story, shot).character_keys)
+            chosen = det if profile == "clip_all" or self.era == "C" else det.top(min(len(det), n_listed))
+            candidates[(si, shot)] = (det, chosen.crops(im))
+        by_encoder: dict[str, tuple[IdentityEncoder, list[tuple[int, int]]]] = {}
+        for (si, shot), keys in listed.items():
+            for key in keys:
+                enc = self.encoder_for(stories[si], key, profile)
+                by_encoder.setdefault(enc.name, (enc, []))
+                if (si, shot) not in by_encoder[enc.name][1]:
+                    by_encoder[enc.name][1].append((si, shot))
+        encoded: dict[tuple[str, int, int], IdentityFeatures] = {}
+        for name, (enc, shot_keys) in by_encoder.items():
+            flat = [c for sk in shot_keys for c in candidates[sk][1]]
+            if not flat:
+                continue
+            feats = self.encode(enc, flat)
+            start = 0
+            for sk in shot_keys:
+                n = len(candidates[sk][1])
+                encoded[(name, sk[0], sk[1])] = feats.select(list(range(start, start + n)))
+                start += n
+
+        results = [StoryMatches(s.story_id, {}, {}, {}) for s in stories]
+        for (si, shot), keys in listed.items():
+            story, det_crops = stories[si], candidates[(si, shot)]
+            sm = ShotMatch(shot=shot, n_boxes=len(det_crops[0]), crops=det_crops[1])
+            results[si].shots[shot] = sm
+            if not keys or not det_crops[1]:
+                continue
+            rows, valids = [], []
+            for key in keys:
+                enc = self.encoder_for(story, key, profile)
+                refs = self.references(story, key, profile)
+                results[si].refs[key] = refs
+                results[si].encoders[key] = enc.name
+                feats = encoded[(enc.name, si, shot)]
+                sm.features[key] = feats
+                rows.append(identity_similarity(feats, refs).max(dim=1).values)  # [N]
+                valids.append(feats.any_valid)
+            sim, valid = torch.stack(rows), torch.stack(valids)  # [E, N]
+            matcher = hungarian_match if (self.era == "C" and profile == "cids") else greedy_match
+            for key, box, row in zip(keys, matcher(sim, valid), sim):
+                if box is not None:
+                    sm.matched[key] = box
+                    sm.scores[key] = float(row[box])
+        return results
+
+
+def _shot(story: Story, index: int) -> Shot:
+    for s in story.shots:
+        if s.index == index:
+            return s
+    raise KeyError(f"story {story.story_id} has no shot {index}")

@@ -1,0 +1,225 @@
+"""ViStoryBench dataset reader: ``<root>/<NN>/story.json`` plus ``<root>/<NN>/image/<Character Key>/*``.
+
+Schema and quirks follow `reference/vistorybench.md` §1 (the official loader
+``vistorybench/dataset_loader/dataset_load.py``):
+
+- ``story.json`` is read as ``utf-8-sig`` (some files carry a BOM).
+- Each shot needs five fields (Setting Description → ``scene``, Plot Correspondence → ``plot``,
+  Characters Appearing → ``character_keys``/``character_names``, Static Shot Description → ``script``,
+  Shot Perspective Design → ``camera``); the official loader silently drops incomplete shots, we raise a
+  :class:`DatasetError` naming the file and field instead, so a malformed dataset is never scored quietly.
+- ``character_keys`` is always the English list (the keys of ``Characters`` and the image folder names);
+  ``character_names`` is the list in the requested language.
+- Reference images are sorted by file name; "the first reference image" is ``sorted()[0]``.
+- Languages are ``en`` and ``ch`` (not ``zh``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Lang = Literal["en", "ch"]
+Split = Literal["full", "lite"]
+
+LANGS: tuple[str, ...] = ("en", "ch")
+TAGS: tuple[str, ...] = ("realistic_human", "unrealistic_human", "non_human")
+REF_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+# Hard-coded in the official loader and in `bench_total_avg.py` (§1).
+LITE_IDS: tuple[str, ...] = (
+    "01", "08", "09", "15", "17", "19", "24", "27", "28", "29",
+    "32", "41", "52", "53", "55", "57", "60", "64", "68", "79",
+)  # fmt: skip
+
+# story.json shot field -> our attribute (the five fields every shot must have).
+SHOT_FIELDS: dict[str, str] = {
+    "Setting Description": "scene",
+    "Plot Correspondence": "plot",
+    "Characters Appearing": "characters",
+    "Static Shot Description": "script",
+    "Shot Perspective Design": "camera",
+}
+
+
+class DatasetError(ValueError):
+    """A story folder or ``story.json`` does not follow the ViStoryBench schema (message names file and field)."""
+
+
+@dataclass(frozen=True)
+class Character:
+    """One character of a story; ``key`` is the English key (also its image folder name)."""
+
+    key: str
+    tag: str
+    name: str
+    prompt: str
+    ref_images: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One shot; ``index`` is the 1-based index from story.json, the key generated images are matched on."""
+
+    index: int
+    scene: str
+    plot: str
+    script: str
+    camera: str
+    character_keys: tuple[str, ...]
+    character_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Story:
+    """A parsed story: shots in file order, characters in JSON order."""
+
+    story_id: str
+    lang: str
+    story_type: str
+    shots: tuple[Shot, ...]
+    characters: dict[str, Character] = field(default_factory=dict)
+    path: Path | None = None
+
+    def first_ref(self, key: str) -> Path | None:
+        """The first reference image (sorted by name) of character ``key``, or None if it has none."""
+        char = self.characters.get(key)
+        return char.ref_images[0] if char is not None and char.ref_images else None
+
+
+def story_ids(root: str | Path) -> list[str]:
+    """Numeric story folders under ``root`` that contain a ``story.json``, sorted numerically."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root is not a directory")
+    ids = [p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / "story.json").is_file()]
+    return sorted(ids, key=int)
+
+
+def split_ids(root: str | Path, split: Split = "full") -> list[str]:
+    """Story ids of ``split``: all stories present (``full``) or the 20 lite ids present under ``root``."""
+    if split not in ("full", "lite"):
+        raise ValueError(f"split must be 'full' or 'lite', got {split!r}")
+    ids = story_ids(root)
+    if split == "lite":
+        lite = {int(s) for s in LITE_IDS}
+        ids = [s for s in ids if int(s) in lite]
+    return ids
+
+
+def load_story(root: str | Path, story_id: str, lang: str = "en") -> Story:
+    """Read ``<root>/<story_id>/story.json`` and its reference images.
+
+    Args:
+        root: the dataset root (the folder the official code calls ``ViStory``).
+        story_id: folder name, e.g. ``"01"``.
+        lang: ``"en"`` or ``"ch"``; selects the text of every bilingual field.
+
+    Returns:
+        The parsed :class:`Story`.
+
+    Raises:
+        DatasetError: the file is missing, not JSON, or a field is missing or has the wrong type.
+    """
+    if lang not in LANGS:
+        raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
+    story_dir = Path(root) / story_id
+    path = story_dir / "story.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: story.json not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: top level must be an object, got {type(data).__name__}")
+
+    story_type = _lang_text(data.get("Story_type", {"en": "", "ch": ""}), lang, path, "Story_type")
+    characters = _parse_characters(_require(data, "Characters", dict, path, "Characters"), story_dir, lang, path)
+    raw_shots = _require(data, "Shots", list, path, "Shots")
+    shots = tuple(_parse_shot(raw, i, lang, path) for i, raw in enumerate(raw_shots))
+    return Story(story_id=story_id, lang=lang, story_type=story_type, shots=shots, characters=characters, path=path)
+
+
+def load_dataset(
+    root: str | Path, split: Split = "full", lang: str = "en", ids: Sequence[str] | None = None
+) -> list[Story]:
+    """Load every story of ``split`` (or exactly ``ids``) under ``root``."""
+    chosen = list(ids) if ids is not None else split_ids(root, split)
+    return [load_story(root, sid, lang) for sid in chosen]
+
+
+##### parsing helpers
+
+
+def _require(obj: dict[str, Any], key: str, kind: type, path: Path, where: str) -> Any:
+    if key not in obj:
+        raise DatasetError(f"{path}: missing field {where!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise DatasetError(f"{path}: field {where!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _lang_text(value: Any, lang: str, path: Path, where: str) -> str:
+    if not isinstance(value, dict) or lang not in value:
+        raise DatasetError(f"{path}: field {where!r} must be an object with key {lang!r}")
+    text = value[lang]
+    if not isinstance(text, str):
+        raise DatasetError(f"{path}: field {where}.{lang} must be a string, got {type(text).__name__}")
+    return text
+
+
+def _parse_characters(raw: dict[str, Any], story_dir: Path, lang: str, path: Path) -> dict[str, Character]:
+    chars: dict[str, Character] = {}
+    for key, entry in raw.items():
+        where = f"Characters.{key}"
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{path}: field {where!r} must be an object")
+        tag = _require(entry, "tag", str, path, f"{where}.tag")
+        if tag not in TAGS:
+            raise DatasetError(f"{path}: field {where}.tag is {tag!r}, expected one of {TAGS}")
+        name = _require(entry, f"name_{lang}", str, path, f"{where}.name_{lang}")
+        prompt = entry.get(f"prompt_{lang}", "")
+        if not isinstance(prompt, str):
+            raise DatasetError(f"{path}: field {where}.prompt_{lang} must be a string")
+        chars[key] = Character(
+            key=key, tag=tag, name=name, prompt=prompt, ref_images=_ref_images(story_dir / "image" / key)
+        )
+    return chars
+
+
+def _ref_images(folder: Path) -> tuple[Path, ...]:
+    if not folder.is_dir():
+        return ()
+    return tuple(
+        sorted(
+            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in REF_EXTENSIONS), key=lambda p: p.name
+        )
+    )
+
+
+def _parse_shot(raw: Any, position: int, lang: str, path: Path) -> Shot:
+    where = f"Shots[{position}]"
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: {where} must be an object")
+    index = _require(raw, "index", int, path, f"{where}.index")
+    values: dict[str, Any] = {}
+    for json_key, attr in SHOT_FIELDS.items():
+        if json_key not in raw:
+            raise DatasetError(f"{path}: missing field {where}.{json_key!r}")
+        if attr == "characters":
+            continue
+        values[attr] = _lang_text(raw[json_key], lang, path, f"{where}.{json_key}")
+    appearing = raw["Characters Appearing"]
+    if not isinstance(appearing, dict) or not isinstance(appearing.get("en"), list):
+        raise DatasetError(f"{path}: field {where}.'Characters Appearing'.en must be a list of character keys")
+    keys = tuple(appearing["en"])
+    names_raw = appearing.get(lang, appearing["en"])
+    if not isinstance(names_raw, list) or not all(isinstance(k, str) for k in (*keys, *names_raw)):
+        raise DatasetError(f"{path}: field {where}.'Characters Appearing' must hold lists of strings")
+    # Keys absent from `Characters` are kept: they count in E (OCCM) but have no references to match against.
+    return Shot(index=index, character_keys=keys, character_names=tuple(names_raw), **values)

@@ -1,0 +1,429 @@
+"""The ViStoryBench evaluator: one method's outputs → per-story units → summary, results-table row, provenance.
+
+Flow: load the split's stories (English texts: the official evaluators always load English, the language only
+picks the outputs folder, §1.2), read and pair the generated images (problems reported per story), then for
+each metric process the stories that have no finished unit yet, in chunks of about ``chunk_images`` images: the
+chunk's images (across stories) go through the backbones in batches of ``batch_size``, each story's unit is
+written atomically as soon as the chunk is done. A killed run resumes at the first unfinished (story, metric).
+At the end the units of the split are aggregated per era and the files of :mod:`bench.results` are written.
+
+Metric names follow the official ones: ``csd``, ``cids``, ``occm``, ``prompt_align``, ``aesthetic``,
+``diversity`` (Inception Score). OCCM is its own unit here (officially it lives in ``cids`` for Eras B/C and in
+``prompt_align`` for Era A).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.backbones.base import Backbones
+from bench.characters import CharacterMatcher
+from bench.dataset import Split, load_story, split_ids
+from bench.functional import aggregate_cids, alignment, check_era, inception_score, mean_over_stories
+from bench.functional._common import Era
+from bench.judge.base import Judge
+from bench.outputs import OutputIssue, Pairing, RunDir, find_run, read_story_outputs
+from bench.results import UnitStore, write_json, write_jsonl
+from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record
+
+METRICS: tuple[str, ...] = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
+NEEDS_JUDGE: tuple[str, ...] = ("prompt_align",)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that defines an evaluation run (written to ``metadata.json``).
+
+    Attributes:
+        dataset: dataset root (``<root>/<NN>/story.json``).
+        outputs: outputs root (``<outputs>/<method>/<mode>/<lang>/<ts>/``).
+        method: method folder.
+        mode: mode folder; None = the method's only mode.
+        lang: ``en`` or ``ch`` (selects the outputs folder).
+        split: ``full`` or ``lite``.
+        era: metric conventions ``A`` (paper Table 1, default), ``B`` or ``C``.
+        metrics: subset of :data:`METRICS`.
+        timestamp: outputs run timestamp; None = latest.
+        pairing: image↔shot pairing; None = by era (positional for A/B, index for C).
+        out: results folder; None = ``<outputs>/../bench_results/<method>/<mode>/<lang>/<ts>-era<E>-<split>``.
+        batch_size: images per backbone call.
+        chunk_images: images per resume chunk (stories are grouped until this many images).
+        progress: show tqdm bars.
+    """
+
+    dataset: Path
+    outputs: Path
+    method: str
+    mode: str | None = None
+    lang: str = "en"
+    split: Split = "full"
+    era: Era = "A"
+    metrics: tuple[str, ...] = METRICS
+    timestamp: str | None = None
+    pairing: Pairing | None = None
+    out: Path | None = None
+    batch_size: int = 16
+    chunk_images: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_era(self.era)
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
+        if self.batch_size < 1 or self.chunk_images < 1:
+            raise ValueError(f"batch_size and chunk_images must be >= 1, got {self.batch_size}, {self.chunk_images}")
+
+    @property
+    def resolved_pairing(self) -> Pairing:
+        """Pairing actually used."""
+        return self.pairing or ("index" if self.era == "C" else "positional")
+
+
+@dataclass
+class EvalReport:
+    """What :func:`evaluate` did: where it wrote, the table row, and which units it computed vs reused."""
+
+    out: Path
+    row: dict[str, Any]
+    summary: dict[str, Any]
+    computed: list[tuple[str, str]] = field(default_factory=list)
+    reused: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+##### entry point
+
+
+def evaluate(cfg: EvalConfig, backbones: Backbones, judge: Judge | None = None) -> EvalReport:
+    """Score one method's outputs (see module docstring).
+
+    Args:
+        cfg: the run definition.
+        backbones: the networks (``bench.backbones.load_backbones("toy" | "official", ...)``).
+        judge: the Prompt Alignment judge; required if ``prompt_align`` is among the metrics.
+
+    Returns:
+        An :class:`EvalReport`; the files are under ``report.out``.
+
+    Raises:
+        ValueError: ``prompt_align`` requested without a judge.
+        bench.outputs.OutputsError / bench.dataset.DatasetError: no such run, malformed story.
+    """
+    if any(m in NEEDS_JUDGE for m in cfg.metrics) and judge is None:
+        raise ValueError("metric prompt_align needs a judge (pass judge=...)")
+    run = find_run(cfg.outputs, cfg.method, cfg.mode, cfg.lang, cfg.timestamp)
+    out = cfg.out or default_out_dir(cfg, run)
+    store = UnitStore(out)
+    jobs, skipped = _load_jobs(cfg, run)
+    report = EvalReport(out=out, row={}, summary={})
+    ctx = RunContext(cfg.era, cfg.batch_size, backbones, judge, CharacterMatcher(backbones, cfg.era, cfg.batch_size))
+
+    for metric in cfg.metrics:
+        pending = []
+        for job in jobs:
+            if store.done(metric, job.sid, _signature(cfg, backbones, judge, metric, job)):
+                report.reused.append((job.sid, metric))
+            else:
+                pending.append(job)
+        bar = _progress(cfg, metric, sum(len(j.outs.images) for j in pending))
+        for chunk in _chunks(pending, cfg.chunk_images):
+            for sid, record, array in _run_chunk(RUNNERS[metric], chunk, ctx, metric):
+                job = next(j for j in chunk if j.sid == sid)
+                record.update(
+                    run=run.timestamp,
+                    metric=metric,
+                    scope="story",
+                    signature=_signature(cfg, backbones, judge, metric, job),
+                )
+                store.save(metric, sid, record, array)
+                if record["status"] == "failed":
+                    report.failed.append((sid, metric, record["error"]))
+                else:
+                    report.computed.append((sid, metric))
+            if bar is not None:
+                bar.update(sum(len(j.outs.images) for j in chunk))
+        if bar is not None:
+            bar.close()
+
+    _write_outputs(cfg, run, out, store, jobs, skipped, backbones, judge, report)
+    return report
+
+
+def _signature(
+    cfg: EvalConfig, backbones: Backbones, judge: Judge | None, metric: str, job: StoryJob
+) -> dict[str, Any]:
+    """What a (story, metric) unit depends on besides the code: settings, networks, and the image files."""
+    files = hashlib.sha256()
+    for shot, path in sorted(job.outs.shots.items()):
+        files.update(f"{shot}:{path.name if path else '-'};".encode())
+    for path in job.outs.images:
+        st = path.stat()
+        files.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return {
+        "era": cfg.era,
+        "pairing": cfg.resolved_pairing,
+        "backbones": backbones.name,
+        "judge": getattr(judge, "name", None) if metric in NEEDS_JUDGE else None,
+        "images": files.hexdigest()[:16],
+    }
+
+
+def default_out_dir(cfg: EvalConfig, run: RunDir) -> Path:
+    """``<outputs>/../bench_results/<method>/<mode>/<lang>/<ts>-era<E>-<split>`` (stable, so reruns resume)."""
+    return (
+        Path(cfg.outputs).parent
+        / "bench_results"
+        / run.method
+        / run.mode
+        / run.lang
+        / f"{run.timestamp}-era{cfg.era}-{cfg.split}"
+    )
+
+
+##### jobs, chunks, progress
+
+
+def _load_jobs(cfg: EvalConfig, run: RunDir) -> tuple[list[StoryJob], dict[str, str]]:
+    story_dirs = run.story_dirs()
+    jobs: list[StoryJob] = []
+    skipped: dict[str, str] = {}
+    for sid in split_ids(cfg.dataset, cfg.split):
+        folder = story_dirs.get(sid) or next(
+            (p for k, p in story_dirs.items() if k.isdigit() and int(k) == int(sid)), None
+        )
+        if folder is None:
+            skipped[sid] = "no outputs folder"
+            continue
+        story = load_story(cfg.dataset, sid, "en")
+        jobs.append(StoryJob(story, read_story_outputs(story, folder, cfg.resolved_pairing)))
+    return jobs, skipped
+
+
+def _chunks(jobs: Sequence[StoryJob], max_images: int) -> list[list[StoryJob]]:
+    chunks: list[list[StoryJob]] = []
+    current: list[StoryJob] = []
+    count = 0
+    for job in jobs:
+        if current and count + len(job.outs.images) > max_images:
+            chunks.append(current)
+            current, count = [], 0
+        current.append(job)
+        count += len(job.outs.images)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _progress(cfg: EvalConfig, metric: str, total: int) -> Any:
+    if not cfg.progress or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{metric}", unit="img")
+
+
+def _run_chunk(
+    runner: Callable[[list[StoryJob], RunContext], ChunkResult], chunk: list[StoryJob], ctx: RunContext, metric: str
+) -> ChunkResult:
+    """Run a chunk; stories without images short-circuit; if the chunk fails, retry story by story to isolate it."""
+    results: ChunkResult = [(j.sid, no_images_record(j), None) for j in chunk if not j.outs.images]
+    todo = [j for j in chunk if j.outs.images]
+    if not todo:
+        return results
+    try:
+        return results + runner(todo, ctx)
+    except Exception:
+        if len(todo) == 1:
+            err = traceback.format_exc(limit=3)
+            return [
+                *results,
+                (todo[0].sid, {"status": "failed", "error": err, "metrics": {}, "details": {}, "items": []}, None),
+            ]
+    for job in todo:
+        results += _run_chunk(runner, [job], ctx, metric)
+    return results
+
+
+##### aggregation and files
+
+
+def aggregate(era: Era, records: dict[str, dict[str, Record]], logits: np.ndarray | None) -> dict[str, Any]:
+    """The results-table row (DESIGN.md §3.5) from the split's unit records ``records[metric][story_id]``.
+
+    CSD, CIDS, copy-paste ×100; OCCM is already ×100; Alignment 0–100; IS and Aesthetics raw. Missing metrics → None.
+    """
+
+    def story_mean(metric: str, key: str) -> float:
+        vals = {sid: r["metrics"].get(key) for sid, r in records.get(metric, {}).items() if r["status"] == "ok"}
+        return mean_over_stories({k: float(v) for k, v in vals.items() if v is not None})
+
+    row: dict[str, Any] = {}
+    row["csd_self"] = 100 * story_mean("csd", "self_csd")
+    row["csd_cross"] = 100 * story_mean("csd", "cross_csd")
+    cids_recs = {sid: r for sid, r in records.get("cids", {}).items() if r["status"] == "ok"}
+    for part in ("self", "cross"):
+        per_story = {sid: [c[part] for c in r["details"]["characters"].values()] for sid, r in cids_recs.items()}
+        row[f"cids_{part}"] = 100 * aggregate_cids(per_story, era) if per_story else math.nan
+    row["copy_paste"] = 100 * story_mean("cids", "copy_paste_score")
+    row["occm"] = story_mean("occm", "occm")
+    subs = {
+        name: story_mean("prompt_align", key)
+        for name, key in (
+            ("scene", "scene"),
+            ("camera", "camera"),
+            ("global_action", "character_action"),
+            ("single_action", "single_character_action"),
+        )
+    }
+    row["alignment"] = alignment(**subs) if all(not math.isnan(v) for v in subs.values()) else math.nan
+    row.update(subs)
+    row["inception"] = inception_score(torch.from_numpy(logits)) if logits is not None and len(logits) else math.nan
+    row["aesthetics"] = story_mean("aesthetic", "aesthetic_score")
+    return row
+
+
+def _write_outputs(
+    cfg: EvalConfig,
+    run: RunDir,
+    out: Path,
+    store: UnitStore,
+    jobs: list[StoryJob],
+    skipped: dict[str, str],
+    backbones: Backbones,
+    judge: Judge | None,
+    report: EvalReport,
+) -> None:
+    records: dict[str, dict[str, Record]] = {}
+    for metric in cfg.metrics:
+        recs = {j.sid: rec for j in jobs if (rec := store.load(metric, j.sid)) is not None}
+        records[metric] = recs
+        story_results = {
+            sid: {k: r.get(k) for k in ("run", "metric", "scope", "status", "metrics", "details")}
+            for sid, r in recs.items()
+        }
+        write_json(out / "metrics" / metric / "story_results.json", story_results)
+        write_jsonl(
+            out / "metrics" / metric / "items.jsonl",
+            [{"story_id": sid, **it} for sid, r in recs.items() for it in r.get("items", [])],
+        )
+    logits = None
+    if "diversity" in cfg.metrics:
+        arrays = [store.load_array("diversity", sid) for sid, r in records["diversity"].items() if r["status"] == "ok"]
+        logits = np.concatenate(arrays) if arrays else None
+        n = 0 if logits is None else len(logits)
+        is_value = inception_score(torch.from_numpy(logits)) if logits is not None and n else math.nan
+        write_json(
+            out / "metrics" / "diversity" / "scores.json",
+            {"inception_score": is_value, "inception_score_std": 0.0, "n_images": n, "splits": 1},
+        )
+
+    summary: dict[str, Any] = {}
+    for metric, recs in records.items():
+        keys = sorted({k for r in recs.values() for k, v in r["metrics"].items() if isinstance(v, (int, float))})
+        summary[metric] = {
+            k: mean_over_stories(
+                [float(r["metrics"][k]) for r in recs.values() if isinstance(r["metrics"].get(k), (int, float))]
+            )
+            for k in keys
+        }
+    if logits is not None:
+        summary["diversity"] = {
+            "inception_score": inception_score(torch.from_numpy(logits)),
+            "inception_score_std": 0.0,
+        }
+
+    row = aggregate(cfg.era, records, logits) if records else {}
+    kinds = [i.kind for j in jobs for i in j.outs.issues]
+    row.update(
+        method=cfg.method,
+        mode=run.mode,
+        lang=cfg.lang,
+        split=cfg.split,
+        era=cfg.era,
+        backbones=backbones.name,
+        judge=getattr(judge, "name", None),
+        comparable_with_published=bool(backbones.comparable and (judge is None or judge.comparable)),
+        n_stories=len(jobs),
+        n_images=sum(len(j.outs.images) for j in jobs),
+        n_shots=sum(len(j.story.shots) for j in jobs),
+        n_missing_shots=sum(1 for j in jobs for p in j.outs.shots.values() if p is None),
+        n_unreadable_images=kinds.count("unreadable"),
+        n_zero_based_stories=kinds.count("zero_based"),
+        n_skipped_stories=len(skipped),
+        n_failed_units=sum(1 for recs in records.values() for r in recs.values() if r["status"] == "failed"),
+    )
+    report.row, report.summary = row, summary
+    write_json(out / "summary.json", summary)
+    write_json(out / "results_row.json", row)
+    write_json(
+        out / "issues.json", {"skipped_stories": skipped, "issues": [asdict(i) for j in jobs for i in j.outs.issues]}
+    )
+    manifest = {j.sid: {m: records.get(m, {}).get(j.sid, {}).get("status") for m in cfg.metrics} for j in jobs}
+    write_json(out / "manifest.json", manifest)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    write_json(
+        out / "metadata.json",
+        {
+            "config": config,
+            "run_dir": str(run.path),
+            "pairing": cfg.resolved_pairing,
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        },
+    )
+    write_json(out / "provenance.json", _provenance(cfg, run, backbones, judge))
+
+
+def _provenance(cfg: EvalConfig, run: RunDir, backbones: Backbones, judge: Judge | None) -> dict[str, Any]:
+    import torchmetrics
+
+    return {
+        "era": cfg.era,
+        "split": cfg.split,
+        "lang": cfg.lang,
+        "pairing": cfg.resolved_pairing,
+        "metrics": list(cfg.metrics),
+        "dataset": str(cfg.dataset),
+        "outputs_run": str(run.path),
+        **backbones.provenance(),
+        "judge_model": getattr(judge, "name", None),
+        "judge_comparable": getattr(judge, "comparable", None),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchmetrics": torchmetrics.__version__,
+        },
+    }
+
+
+def load_row(out: str | Path) -> dict[str, Any]:
+    """Read ``results_row.json`` of a finished evaluation."""
+    data = json.loads((Path(out) / "results_row.json").read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{out}/results_row.json: expected an object")
+    return data
+
+
+__all__ = [
+    "METRICS",
+    "EvalConfig",
+    "EvalReport",
+    "OutputIssue",
+    "StoryJob",
+    "aggregate",
+    "default_out_dir",
+    "evaluate",
+    "load_row",
+]
