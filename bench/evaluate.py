@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.backbones import components_for
 from bench.backbones.base import Backbones
 from bench.characters import CharacterMatcher
 from bench.dataset import Split, load_story, split_ids
@@ -128,6 +129,10 @@ def evaluate(cfg: EvalConfig, backbones: Backbones, judge: Judge | None = None) 
     out = cfg.out or default_out_dir(cfg, run)
     store = UnitStore(out)
     jobs, skipped = _load_jobs(cfg, run)
+    # Fail in seconds, naming the missing weight file, rather than hours into a run; the face encoder is only
+    # required when some character to score is a realistic human.
+    tags = [c.tag for j in jobs for c in j.story.characters.values()]
+    backbones.validate(components_for(cfg.metrics, tags))
     report = EvalReport(out=out, row={}, summary={})
     ctx = RunContext(cfg.era, cfg.batch_size, backbones, judge, CharacterMatcher(backbones, cfg.era, cfg.batch_size))
 

@@ -297,3 +297,17 @@ def test_single_character_action_aggregation_from_items(bench_data, tmp_path, er
             kept = [v for s, v in per_shot.items() if listed[s] and boxes[(sid, s)] > 0]
             want = float(round(np.mean([round(np.mean(v)) if v else 0 for v in kept]))) if kept else None
         assert rec["metrics"]["single_character_action"] == pytest.approx(want), sid
+
+
+def test_missing_official_weights_fail_before_any_scoring(bench_data, tmp_path):
+    from bench.backbones import BackboneError
+
+    dataset, outputs = bench_data
+    cfg = EvalConfig(
+        dataset=dataset, outputs=outputs, method="toy-method", out=tmp_path / "res", progress=False, metrics=("csd",)
+    )
+    bundle = tmp_path / "empty-bundle"
+    bundle.mkdir()
+    with pytest.raises(BackboneError, match=r"csd_vit-large\.pth"):
+        evaluate(cfg, load_backbones("official", weights_dir=bundle), None)
+    assert not (tmp_path / "res" / "metrics").exists()  # nothing was scored or written
