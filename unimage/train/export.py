@@ -1,0 +1,126 @@
+"""Export of the trained (EMA) weights to a BAGEL-layout directory, as a function and as a ``Callback``.
+
+The directory (``checkpoints/export/`` of the run by default) is what ``unimage.model.checkpoint.load_bagel_dir``,
+the Director and the public BAGEL tooling read: ``ema.safetensors`` (the EMA weights when an ``EMA`` callback ran,
+else the raw weights), ``ae.safetensors``, the json configs (with ``id_prompting`` etc.) and the tokenizer files of
+the initial checkpoint (none for the offline byte tokenizer of tiny configs). It is written into a temporary sibling
+folder and renamed into place, so a killed export never leaves a half directory under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from unimage.model.checkpoint import build_model_on_meta, save_bagel_dir
+from unimage.train.ema import EMA
+
+__all__ = ["BagelExport", "export_checkpoint", "export_module"]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+
+
+def export_module(pl_module: Any, out_dir: str | Path, ema: EMA | None = None, dtype: str | None = None) -> Path:
+    """Write ``pl_module.model`` (with ``ema``'s weights when given) as a BAGEL-layout directory.
+
+    Args:
+        pl_module: A ``UniMAGETrainModule`` (``model``, ``vae``, ``model_config``, ``tokenizer_dir``).
+        out_dir: Target directory (replaced atomically).
+        ema: The EMA callback whose shadow weights to export.
+        dtype: ``bf16`` / ``fp32`` cast of the saved tensors (None keeps them).
+
+    Returns:
+        The directory.
+    """
+    if pl_module.model is None:
+        raise RuntimeError("export: the module has no model (configure_model did not run)")
+    if dtype is not None and dtype not in _DTYPES:
+        raise ValueError(f"export dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    state = ema.averaged_state_dict(pl_module) if ema is not None and ema.shadow else dict(pl_module.model.state_dict())
+    model = build_model_on_meta(pl_module.model_config)
+    model.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True, assign=True)
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    vae = pl_module.vae.cpu() if pl_module.vae is not None else None
+    save_bagel_dir(model, tmp, vae=vae, tokenizer_dir=pl_module.tokenizer_dir, dtype=_DTYPES.get(dtype or ""))
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    return out
+
+
+def export_checkpoint(
+    ckpt_path: str | Path, out_dir: str | Path, use_ema: bool = True, dtype: str | None = None
+) -> Path:
+    """Export a saved Lightning checkpoint (a single file: a DDP/single-device one, or an FSDP one consolidated with
+    ``python -m lightning.pytorch.utilities.consolidate_checkpoint``) to a BAGEL-layout directory.
+
+    Raises:
+        ValueError: The checkpoint holds no ``UniMAGETrainModule`` hyper-parameters or weights.
+    """
+    from unimage.train.module import UniMAGETrainModule
+
+    ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{ckpt_path}: not a UniMAGETrainModule checkpoint (no hyper_parameters / state_dict)")
+    module = UniMAGETrainModule(**ckpt["hyper_parameters"])
+    module.configure_model()
+    module.load_state_dict(ckpt["state_dict"], strict=True)
+    ema: EMA | None = None
+    states = [v for k, v in ckpt.get("callbacks", {}).items() if k.split("{")[0] == "EMA"]
+    if use_ema and states:
+        ema = EMA(decay=float(states[0]["decay"]))
+        shadow = states[0]["shadow"]
+        if isinstance(shadow, list):
+            raise ValueError(f"{ckpt_path}: the EMA was saved per FSDP shard; export it from the training run instead")
+        ema.shadow = dict(shadow)
+    return export_module(module, out_dir, ema, dtype)
+
+
+class BagelExport(pl.Callback):
+    """At the end of ``fit``, export the (EMA) weights and write ``train_status.json``.
+
+    Args:
+        dirpath: Target directory (default ``<default_root_dir>/checkpoints/export``).
+        use_ema: Export the EMA weights when an ``EMA`` callback is present.
+        dtype: ``bf16`` / ``fp32`` cast of the saved tensors (None keeps fp32 training weights).
+    """
+
+    def __init__(self, dirpath: str | None = None, use_ema: bool = True, dtype: str | None = None) -> None:
+        self.dirpath = dirpath
+        self.use_ema = use_ema
+        self.dtype = dtype
+        self.exported: Path | None = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1:
+            logger.warning(
+                "BagelExport: parameters are sharded (FSDP); consolidate the last checkpoint "
+                "(python -m lightning.pytorch.utilities.consolidate_checkpoint) and export it with "
+                "unimage.train.export.export_checkpoint instead"
+            )
+            return
+        if not trainer.is_global_zero:
+            return
+        ema = next((c for c in trainer.callbacks if isinstance(c, EMA)), None) if self.use_ema else None  # type: ignore[attr-defined]
+        out = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoints" / "export"
+        self.exported = export_module(pl_module, out, ema, self.dtype)
+        write_status = getattr(pl_module, "write_status", None)
+        if write_status is not None:
+            write_status(self.exported)
