@@ -224,6 +224,7 @@ class UniMAGE(nn.Module):
         batch: PackedBatch,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
+        freeze_und: bool | None = None,
     ) -> LossTerms:
         """Training forward of a packed batch: CE on text targets + flow-matching MSE on noisy latents.
 
@@ -231,13 +232,17 @@ class UniMAGE(nn.Module):
             batch: Output of ``packing.pack`` on the model's device.
             generator: RNG for timesteps and noise (see ``flow_inputs``).
             noise: Optional fixed ε [Nl, Pl].
+            freeze_und: Detach every understanding-expert activation for this call (BAGEL's ``freeze_und``), so no
+                gradient reaches an understanding parameter; None uses ``config.freeze_und``. Disentangled Expert
+                Learning switches it per pack within one step (text pack off, interleaved/pair pack on).
 
         Returns:
             The loss terms; ``total`` is weighted by ``config.ce_weight`` / ``config.mse_weight``.
         """
         x_t, t, target = self.flow_inputs(batch, generator, noise)
-        hidden, _ = self.hidden_states(batch, x_t, t, freeze_und=self.config.freeze_und)  # [L, D]
-        zero = hidden.new_zeros(())
+        freeze = self.config.freeze_und if freeze_und is None else freeze_und
+        hidden, _ = self.hidden_states(batch, x_t, t, freeze_und=freeze)  # [L, D]
+        zero = hidden.new_zeros((), dtype=torch.float32)
         n_ce = int(batch.ce_indexes.numel())
         ce_sum = zero
         if n_ce:

@@ -45,7 +45,6 @@ from unimage.model.config import ModelConfig, get_config
 from unimage.model.packing import pack as pack_samples
 from unimage.model.unimage import LossTerms, UniMAGE
 from unimage.model.vae import FluxVAE
-from unimage.train.losses import packed_losses
 
 __all__ = ["TrainSettings", "UniMAGETrainModule", "check_strategy", "und_parameter_names"]
 
@@ -288,7 +287,9 @@ class UniMAGETrainModule(pl.LightningModule):
             segments.append(s.to_model_segments([lat.cpu() for lat in latents[k : k + n]]))
             k += n
         batch = pack_samples(segments, self.model_config).to(self.device)
-        return packed_losses(self.model, batch, freeze_und, torch.Generator().manual_seed(stable_seed(seed, "flow")))
+        generator = torch.Generator().manual_seed(stable_seed(seed, "flow"))
+        out: LossTerms = self.model(batch, generator, freeze_und=freeze_und)
+        return out
 
     def step_losses(self, batch: TrainBatch) -> dict[str, Tensor]:
         """CE and MSE of one batch as its stage defines them (``total`` is what is backpropagated).
