@@ -39,9 +39,16 @@ class MeasuredRow:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def published_as(self) -> str:
-        """The published method this row reproduces: ``published_as`` if the sweep set it, else the method name."""
-        return str(self.values.get("published_as") or self.values.get("method") or self.label)
+    def published_as(self) -> str | None:
+        """The published method this row reproduces: ``published_as`` if the sweep set it, else the method name.
+
+        A row written by a sweep carries the key even when the arm reproduces no published row (``null``): then
+        there is none, even if the method folder happens to be named like a published method (``unimage``).
+        """
+        if "published_as" in self.values:
+            value = self.values["published_as"]
+            return str(value) if value else None
+        return str(self.values.get("method") or self.label)
 
     @property
     def comparable(self) -> bool:

@@ -75,7 +75,7 @@ def build_table1(measured: list[MeasuredRow], include_cross: bool | None = None)
         vals = {c: m.value(c) for c in columns}
         note = "" if m.comparable else NOT_COMPARABLE
         rows.append(TableRow(f"{m.label} (ours)", "measured", vals, comparable=m.comparable, note=note))
-        pub = published_row(m.published_as)
+        pub = published_row(m.published_as) if m.published_as else None
         if pub is not None:
             delta = {
                 c: (v - pub.values[c]) if (v := vals[c]) is not None and c in pub.values else None for c in columns

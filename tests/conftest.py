@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="gpu: CUDA is not available"))
         if "reference" in item.keywords and not (bagel_repo and Path(bagel_repo).is_dir()):
-            item.add_marker(pytest.mark.skip(reason="reference: set BAGEL_REPO to a local ByteDance-Seed/Bagel checkout"))
+            item.add_marker(
+                pytest.mark.skip(reason="reference: set BAGEL_REPO to a local ByteDance-Seed/Bagel checkout")
+            )
 
 
 def _cuda_available() -> bool:

@@ -15,6 +15,18 @@ from collections.abc import Sequence
 # name -> (one-line help, module that defines `configure(parser)`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "script": ("parse, validate and format UniMAGE scripts", "unimage.script.cli"),
+    "bench": ("score generated storyboards with the ViStoryBench metrics", "bench.cli"),
+    "synth": ("generate the SynthStory set (training manifests + ViStoryBench-layout eval set)", "unimage.data.cli"),
+    "dashboard": ("storyboards side by side, results and the user study (Streamlit app)", "dashboard.cli"),
+    "write": ("write a UniMAGE script from a prompt (Director)", "unimage.infer.cmd_write"),
+    "extend": ("extend a script with a new prompt (<Extension>)", "unimage.infer.cmd_extend"),
+    "continue": ("continue a script by N shots (<Continuation>)", "unimage.infer.cmd_continue"),
+    "render": ("render one keyframe per shot of a script", "unimage.infer.cmd_render"),
+    "generate-vistory": ("render ViStoryBench stories into the benchmark's output layout", "unimage.infer.cmd_vistory"),
+    "fit": ("train UniMAGE (icl then del) from a YAML config through LightningCLI", "unimage.train.cli"),
+    "checkpoint": ("check or write BAGEL-layout checkpoint directories", "unimage.model.checkpoint_cli"),
+    "sweep": ("run an ablation sweep (data, train, generate, evaluate per arm; resumable)", "ablations.cli"),
+    "report": ("Table 1, figures and summary from run directories; user-study figures", "reports.cli"),
 }
 
 

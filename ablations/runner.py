@@ -1,0 +1,309 @@
+"""The sweep runner: every arm's pending stages, in its run directory, resumable and safe.
+
+For each arm (in sweep order) and each of its stages (in pipeline order) the runner compares the stage hash of the
+current resolved config with ``status.json``:
+
+- ``done`` under the same hash → skipped (nothing is redone);
+- recorded under another hash (the config changed) → the stage and everything downstream run again (hashes chain,
+  so the downstream stages see the change too); the folders of train and generate (``checkpoints/``, ``outputs/``)
+  are first moved aside to ``superseded/`` (nothing is deleted), while ``metrics/`` stays: the evaluator rescores
+  exactly the (story, metric) units whose settings or images changed;
+- ``running`` under the same hash (a killed run) → the stage runs again and its own resume logic continues where
+  it stopped (training from ``last.ckpt``, generation and evaluation per story), never trusting half-written files
+  because every writer renames complete files into place.
+
+Before any stage the arm gets ``config.yaml`` (the resolved config, replayable) and ``provenance.json`` (git commit,
+package versions, seeds, device, era, judge, split). A failing stage is reported and the other arms go on.
+
+Under a distributed launcher (``torchrun`` / ``srun`` set ``WORLD_SIZE`` or ``SLURM_NTASKS``), only the ``train``
+stage may run; every rank calls it (Lightning joins them), and only rank 0 writes the arm's files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ablations.config import ArmSpec, SweepSpec, resolved_yaml
+from ablations.provenance import provenance
+from ablations.stages import DEFAULT_STAGES, ArmPaths, StageContext, StageFn, missing_paths
+from ablations.status import ArmStatus, Pending, atomic_write_json, atomic_write_text
+
+#: Stages whose folder is moved to ``superseded/`` when their config changed (their own resume would otherwise
+#: continue from outputs made under the old config: Lightning from ``last.ckpt``, generation from finished stories).
+SUPERSEDED_STAGES = ("train", "generate")
+
+
+@dataclass
+class StagePlan:
+    """One stage of one arm: whether it runs and why."""
+
+    stage: str
+    state: Pending
+    hash: str
+
+    @property
+    def pending(self) -> bool:
+        """True when the stage must run."""
+        return self.state != "done"
+
+
+@dataclass
+class ArmPlan:
+    """The plan of one arm: its run directory and its stages (only the selected ones)."""
+
+    arm: ArmSpec
+    paths: ArmPaths
+    stages: list[StagePlan]
+
+    @property
+    def pending(self) -> list[str]:
+        """Stages that must run, in order."""
+        return [s.stage for s in self.stages if s.pending]
+
+
+@dataclass
+class ArmResult:
+    """What the runner did for one arm."""
+
+    arm: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did."""
+
+    sweep_dir: Path
+    arms: list[ArmResult]
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no stage failed."""
+        return all(a.failed is None for a in self.arms)
+
+
+def sweep_dir(sweep: SweepSpec, runs: str | Path | None = None) -> Path:
+    """``<runs>/<sweep name>/``."""
+    return Path(runs if runs is not None else sweep.runs) / sweep.name
+
+
+def plan_sweep(
+    sweep: SweepSpec, arms: list[str] | None = None, stages: list[str] | None = None, runs: str | Path | None = None
+) -> list[ArmPlan]:
+    """Which stages each selected arm still needs (reads status.json; writes nothing).
+
+    Args:
+        sweep: the sweep.
+        arms: arm names (default: all).
+        stages: restrict to these stages (default: each arm's own).
+        runs: runs root (default: the sweep's ``runs``).
+    """
+    root = sweep_dir(sweep, runs)
+    plans = []
+    for arm in sweep.select(arms):
+        paths = ArmPaths(root / arm.name)
+        status = ArmStatus.load(paths.root, arm.name, sweep.name)
+        hashes = arm.stage_hashes()
+        chosen = [s for s in arm.stages if stages is None or s in stages]
+        plans.append(ArmPlan(arm, paths, [StagePlan(s, status.state(s, hashes[s]), hashes[s]) for s in chosen]))
+    return plans
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of a torchrun / srun launch; (0, 1) otherwise."""
+    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if os.environ.get(size_var):
+            return int(os.environ.get(rank_var, "0")), int(os.environ[size_var])
+    return 0, 1
+
+
+def run_sweep(
+    sweep: SweepSpec,
+    arms: list[str] | None = None,
+    stages: list[str] | None = None,
+    runs: str | Path | None = None,
+    stage_fns: Mapping[str, StageFn] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    keep_going: bool = True,
+) -> SweepResult:
+    """Run every selected arm's pending stages (module docstring).
+
+    Args:
+        sweep: the sweep (``ablations.config.load_sweep``).
+        arms: arm names (default: all).
+        stages: only these stages (default: each arm's own). An upstream stage that is not done is an error.
+        runs: runs root (default: the sweep's ``runs``).
+        stage_fns: stage name → callable (default :data:`ablations.stages.DEFAULT_STAGES`).
+        progress: progress bars inside the stages.
+        log: one-line progress messages (default: print to stderr).
+        keep_going: after a failed arm, go on with the next (else stop).
+
+    Returns:
+        A :class:`SweepResult`; failed stages are listed there, not raised.
+    """
+    fns = dict(stage_fns or DEFAULT_STAGES)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rank, world = _world()
+    if world > 1 and (not stages or any(s != "train" for s in stages)):
+        raise ValueError(f"under a distributed launch (world size {world}) only --stages train can run")
+    start = time.perf_counter()
+    root = sweep_dir(sweep, runs)
+    results = []
+    for plan in plan_sweep(sweep, arms, stages, runs):
+        res = _run_arm(sweep, plan, root, fns, progress, say, rank, world)
+        results.append(res)
+        if res.failed and not keep_going:
+            break
+    return SweepResult(root, results, time.perf_counter() - start)
+
+
+def _run_arm(
+    sweep: SweepSpec,
+    plan: ArmPlan,
+    root: Path,
+    fns: dict[str, StageFn],
+    progress: bool,
+    say: Callable[[str], None],
+    rank: int,
+    world: int,
+) -> ArmResult:
+    arm, paths = plan.arm, plan.paths
+    tag = f"[{sweep.name}/{arm.name}]"
+    res = ArmResult(arm.name)
+    t0 = time.perf_counter()
+    lead = rank == 0
+    status = ArmStatus.load(paths.root, arm.name, sweep.name)
+    hashes = arm.stage_hashes()
+    problems = missing_paths(sweep, arm, plan.pending)
+    if problems:
+        res.failed, res.error = plan.pending[0], "; ".join(problems)
+        say(f"{tag} cannot start: " + "\n  ".join(problems))
+        return res
+    if lead and plan.pending:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        text = resolved_yaml(arm, sweep)
+        if not paths.config.is_file() or paths.config.read_text(encoding="utf-8") != text:
+            atomic_write_text(paths.config, text)
+        atomic_write_json(paths.provenance, provenance(arm, sweep, hashes, status))
+    for sp in plan.stages:
+        if not sp.pending:
+            res.skipped.append(sp.stage)
+            say(f"{tag} {sp.stage}: done (hash {sp.hash[:8]}), skipped")
+            continue
+        missing = [u for u in arm.stages[: arm.stages.index(sp.stage)] if status.state(u, hashes[u]) != "done"]
+        if missing:
+            res.failed, res.error = sp.stage, f"needs upstream stage(s) {missing} done first"
+            say(f"{tag} {sp.stage}: cannot run: {res.error}")
+            break
+        state = status.state(sp.stage, sp.hash)
+        if lead:
+            if state in ("changed", "interrupted-changed"):
+                _supersede(paths, arm.stages, sp.stage, status, say, tag)
+            status.start(sp.stage, sp.hash)
+        else:
+            _wait_for_start(status, paths.root, arm, sp)
+        say(f"{tag} {sp.stage}: running ({state}, hash {sp.hash[:8]})")
+        ctx = StageContext(
+            sweep=sweep,
+            arm=arm,
+            paths=paths,
+            sweep_dir=root,
+            upstream={u: status.info(u) for u in arm.stages[: arm.stages.index(sp.stage)]},
+            progress=progress and lead,
+            log=say,
+        )
+        s0 = time.perf_counter()
+        try:
+            info = fns[sp.stage](ctx)
+        except Exception as e:
+            res.failed, res.error = sp.stage, f"{type(e).__name__}: {e}"
+            say(f"{tag} {sp.stage}: FAILED: {res.error}\n{traceback.format_exc(limit=6)}")
+            break
+        seconds = time.perf_counter() - s0
+        if lead:
+            status.finish(sp.stage, sp.hash, seconds, info or {})
+        res.ran.append(sp.stage)
+        say(f"{tag} {sp.stage}: done in {seconds:.1f} s")
+    if lead and res.ran:
+        status = ArmStatus.load(paths.root, arm.name, sweep.name)
+        atomic_write_json(paths.provenance, provenance(arm, sweep, hashes, status))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _supersede(
+    paths: ArmPaths, stages: tuple[str, ...], stage: str, status: ArmStatus, say: Callable[[str], None], tag: str
+) -> None:
+    """Move the folders of ``stage`` and every stage after it to ``superseded/`` and forget them in status.json."""
+    later = list(stages[stages.index(stage) :])
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    for s in later:
+        # evaluate keeps its folder: the evaluator re-scores every (story, metric) unit whose settings or images
+        # changed and reuses the rest, so a relabelled row costs nothing and a stale unit is never trusted.
+        folder = paths.stage_dir(s) if s in SUPERSEDED_STAGES else None
+        old = (status.stages.get(s) or {}).get("hash", "unknown")
+        if folder is not None and folder.exists():
+            target = paths.root / "superseded" / f"{s}-{str(old)[:8]}-{stamp}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), str(target))
+            say(f"{tag} {s}: config changed; previous {folder.name}/ moved to {target.relative_to(paths.root)}")
+    status.invalidate(later)
+
+
+def _wait_for_start(status: ArmStatus, root: Path, arm: ArmSpec, sp: StagePlan, timeout_s: float = 600.0) -> None:
+    """Non-zero ranks wait until rank 0 has recorded the stage as started under this hash (it may move folders)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        current = ArmStatus.load(root, arm.name)
+        rec = current.stages.get(sp.stage) or {}
+        if rec.get("hash") == sp.hash:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"rank 0 did not start stage {sp.stage} of arm {arm.name} within {timeout_s:.0f} s")
+
+
+def format_plan(
+    plans: list[ArmPlan], commands: Mapping[str, list[str]] | None = None, sweep: SweepSpec | None = None
+) -> str:
+    """Human-readable plan: per arm, each stage's state and, when given, the exact commands."""
+    lines = []
+    for p in plans:
+        todo = p.pending
+        head = f"arm {p.arm.name}" + (" (external method)" if p.arm.external else "") + f" → {p.paths.root}"
+        lines.append(head)
+        for s in p.stages:
+            mark = "run " if s.pending else "skip"
+            lines.append(f"  {mark} {s.stage:<9} {s.state:<20} hash {s.hash[:8]}")
+        if not todo:
+            lines.append("  nothing to do")
+        for problem in missing_paths(sweep, p.arm, todo) if sweep is not None else []:
+            lines.append(f"  ! {problem}")
+        for cmd in (commands or {}).get(p.arm.name, []):
+            lines.append(f"  $ {cmd}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "ArmPlan",
+    "ArmResult",
+    "StagePlan",
+    "SweepResult",
+    "format_plan",
+    "plan_sweep",
+    "run_sweep",
+    "sweep_dir",
+]

@@ -1,0 +1,358 @@
+"""The four stages of an arm — ``data`` → ``train`` → ``generate`` → ``evaluate`` — as plain functions.
+
+Each stage is a callable ``(StageContext) -> dict`` (the :class:`StageFn` protocol): it does its work inside the
+arm's run directory, resumes whatever it finds half done (every library it calls writes atomically and resumes:
+SynthStory per file, training from ``last.ckpt``, generation per story, evaluation per (story, metric)), and returns
+a small JSON-able ``info`` dict that the runner stores in ``status.json`` for the stages downstream (the exported
+checkpoint, the outputs timestamp). The runner takes a mapping of these callables, so a test or another system can
+plug in its own.
+
+Heavy imports (torch, Lightning, the model) happen inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from ablations.config import ArmSpec, SweepSpec, deep_merge
+from ablations.status import atomic_write_json, atomic_write_text
+
+TRAIN_INPUT = "train_input.yaml"
+
+
+class StageError(RuntimeError):
+    """A stage could not finish (the message says which arm, which stage and why)."""
+
+
+@dataclass(frozen=True)
+class ArmPaths:
+    """The run directory of one arm (DESIGN.md §3.4)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``: the resolved, replayable config."""
+        return self.root / "config.yaml"
+
+    @property
+    def provenance(self) -> Path:
+        """``provenance.json``."""
+        return self.root / "provenance.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``: the training run directory of ``unimage fit`` (its resolved ``config.yaml``,
+        ``checkpoints/`` with ``last.ckpt`` and ``export/``, ``logs/csv/metrics.csv``, ``train_status.json``)."""
+        return self.root / "checkpoints"
+
+    @property
+    def export(self) -> Path:
+        """The exported BAGEL-layout checkpoint (training's own layout: ``<its run_dir>/checkpoints/export``)."""
+        return self.checkpoints / "checkpoints" / "export"
+
+    @property
+    def train_log(self) -> Path:
+        """Lightning CSVLogger file of the training run."""
+        return self.checkpoints / "logs" / "csv" / "metrics.csv"
+
+    @property
+    def outputs(self) -> Path:
+        """``outputs/``: ViStoryBench output layout."""
+        return self.root / "outputs"
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics/``: the evaluator's out dir (``results_row.json``, per-story JSON)."""
+        return self.root / "metrics"
+
+    @property
+    def launch(self) -> Path:
+        """``launch/``: emitted commands and sbatch scripts."""
+        return self.root / "launch"
+
+    def stage_dir(self, stage: str) -> Path | None:
+        """The folder a stage owns inside the arm (moved aside when the stage's config changes); data has none."""
+        return {"train": self.checkpoints, "generate": self.outputs, "evaluate": self.metrics}.get(stage)
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets.
+
+    Attributes:
+        sweep: the sweep.
+        arm: the arm (its ``config`` is the resolved config).
+        paths: the arm's run directory.
+        sweep_dir: ``<runs>/<sweep>/`` (shared data and judge cache live here).
+        upstream: ``info`` of the stages already finished for this arm, by stage name.
+        progress: show progress bars.
+        log: where to print one-line progress messages.
+    """
+
+    sweep: SweepSpec
+    arm: ArmSpec
+    paths: ArmPaths
+    sweep_dir: Path
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The arm's resolved config."""
+        return self.arm.config
+
+    def device(self, section: str) -> str:
+        """The device of a section (``generate`` / ``evaluate``), else the arm's ``device``."""
+        return str(self.config[section].get("device") or self.config.get("device") or "cpu")
+
+
+class StageFn(Protocol):
+    """A stage: does its work for one arm and returns the info to record in ``status.json``."""
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any]:  # pragma: no cover - protocol
+        """Run the stage."""
+        ...
+
+
+##### shared paths
+
+
+def data_dir(ctx: StageContext) -> Path:
+    """Where the arm's SynthStory set lives: shared by every arm with the same data config (keyed by its hash)."""
+    from ablations.config import config_hash
+
+    return ctx.sweep_dir / "_data" / f"synthstory-{config_hash(ctx.config['data'])}"
+
+
+def dataset_path(ctx: StageContext) -> Path:
+    """The ViStoryBench dataset root: ``evaluate.dataset`` if set, else the data stage's eval set."""
+    ds = ctx.config["evaluate"].get("dataset")
+    if ds:
+        return resolve_path(ds, ctx.sweep)
+    return data_dir(ctx) / "eval" / "ViStory"
+
+
+def resolve_path(value: str | Path, sweep: SweepSpec) -> Path:
+    """A path from a sweep file: absolute as is; relative to the working directory if it exists there, else to the
+    sweep file's folder (so a sweep runs both from the repo root and from elsewhere)."""
+    p = Path(os.path.expandvars(str(value))).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    beside = sweep.path.parent / p
+    return beside if beside.exists() else p
+
+
+def missing_paths(sweep: SweepSpec, arm: ArmSpec, stages: list[str]) -> list[str]:
+    """Input paths the arm's pending ``stages`` need that do not exist (e.g. unedited ``/path/to/...`` placeholders).
+
+    Checked before an arm starts, so a sweep with a wrong path fails at once with the key to edit, not hours later.
+    """
+    cfg, problems = arm.config, []
+    where = f"{sweep.path}: arms.{arm.name}"
+
+    def check(key: str, value: Any, when: bool = True) -> None:
+        if when and value and "{data}" not in str(value) and not resolve_path(str(value), sweep).exists():
+            problems.append(f"{where}: {key} = {value} does not exist (edit the sweep file)")
+
+    if "train" in stages:
+        check("train.config", cfg["train"].get("config"))
+        check("train.model.init_from", (cfg["train"].get("model") or {}).get("init_from"))
+        for kind in ("interleaved", "text", "pairs"):
+            check(f"train.data.{kind}", (cfg["train"].get("data") or {}).get(kind))
+    if "generate" in stages or "evaluate" in stages:
+        check("evaluate.dataset", cfg["evaluate"].get("dataset"))
+    if "evaluate" in stages:
+        check("evaluate.weights", cfg["evaluate"].get("weights"), cfg["evaluate"]["backbones"] == "official")
+        if arm.external:
+            check("external.outputs", arm.external["outputs"])
+    return problems
+
+
+##### data
+
+
+def run_data(ctx: StageContext) -> dict[str, Any]:
+    """Generate the SynthStory set (training manifests + ViStoryBench-layout eval set) the arm uses."""
+    from unimage.data.synthspec import SynthStoryConfig
+    from unimage.data.synthstory import generate
+
+    raw = dict(ctx.config["data"]["synthstory"])
+    for key in ("train_shots", "text_shots", "eval_shots"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    try:
+        cfg = SynthStoryConfig(**raw)
+    except TypeError as e:
+        raise StageError(f"data.synthstory: {e}") from e
+    out = data_dir(ctx)
+    rep = generate(out, cfg)
+    return {"dir": str(out), "stories": rep.stories, "files_written": rep.files_written}
+
+
+##### train
+
+
+def train_config(ctx: StageContext) -> dict[str, Any]:
+    """The training YAML the arm runs: the file named by ``train.config`` with the sweep's ``train`` keys merged in,
+    and ``run_dir`` = ``<arm>/checkpoints/`` (training derives every path from it: checkpoints, export, logs)."""
+    section = dict(ctx.config["train"])
+    path = resolve_path(str(section.pop("config")), ctx.sweep)
+    if not path.is_file():
+        raise StageError(f"{ctx.sweep.path}: arms.{ctx.arm.name}: train.config {path} not found")
+    base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(base, dict):
+        raise StageError(f"{path}: expected a mapping")
+    cfg = deep_merge(base, section)
+    cfg["run_dir"] = str(ctx.paths.checkpoints)
+    cfg.setdefault("seed_everything", ctx.config["seed"])
+    data = cfg.setdefault("data", {})
+    if data.get("synthstory") is None and ctx.config["data"].get("synthstory") is not None:
+        data["synthstory"] = str(data_dir(ctx))
+    return cfg
+
+
+def write_train_input(ctx: StageContext) -> Path:
+    """Write ``<arm>/checkpoints/train_input.yaml`` (what ``unimage fit --config`` gets) and return its path."""
+    path = ctx.paths.checkpoints / TRAIN_INPUT
+    atomic_write_text(path, yaml.safe_dump(train_config(ctx), sort_keys=False))
+    return path
+
+
+def run_train(ctx: StageContext) -> dict[str, Any]:
+    """Train the arm (resuming from ``checkpoints/last.ckpt``) and export the BAGEL-layout checkpoint.
+
+    Calls ``unimage.train.api.fit`` in this process: the same LightningCLI as ``unimage fit``, so the merged
+    ``checkpoints/train_input.yaml`` can also be run by hand (``unimage fit --config <it>``).
+    """
+    from unimage.train.api import fit
+
+    cfg_path = write_train_input(ctx)
+    export = Path(fit(cfg_path, run_dir=ctx.paths.checkpoints))
+    if not (export / "llm_config.json").is_file():
+        raise StageError(f"arm {ctx.arm.name}: training ended without an exported checkpoint in {export}")
+    return {"export": str(export), "train_config": str(cfg_path), "log": str(ctx.paths.train_log)}
+
+
+##### generate
+
+
+def run_generate(ctx: StageContext) -> dict[str, Any]:
+    """Render every story of the split with the arm's exported checkpoint into ``<arm>/outputs/``."""
+    from unimage.infer.config import SamplingConfig
+    from unimage.infer.vistory import generate_vistory
+
+    gen = ctx.config["generate"]
+    export = ctx.upstream.get("train", {}).get("export") or str(ctx.paths.export)
+    try:
+        sampling = SamplingConfig.from_dict({"seed": ctx.config["seed"], **gen.get("sampling", {})})
+    except (TypeError, ValueError) as e:
+        raise StageError(f"generate.sampling: {e}") from e
+    rep = generate_vistory(
+        dataset_path(ctx),
+        export,
+        method=gen["method"],
+        mode=ctx.arm.name,
+        split=gen["split"],
+        lang=gen["lang"],
+        outputs=ctx.paths.outputs,
+        config=sampling,
+        progress=ctx.progress,
+        device=ctx.device("generate"),
+    )
+    if rep.failed:
+        first = next(iter(rep.failed.items()))
+        raise StageError(f"arm {ctx.arm.name}: {len(rep.failed)} stories failed to generate, e.g. {first}")
+    return {"run_dir": str(rep.run_dir), "timestamp": rep.timestamp, "keyframes": rep.keyframes}
+
+
+##### evaluate
+
+
+def run_evaluate(ctx: StageContext) -> dict[str, Any]:
+    """Score the arm's outputs (or the external method's) into ``<arm>/metrics/`` and label the results row."""
+    from bench.backbones import load_backbones
+    from bench.evaluate import EvalConfig, evaluate
+
+    ev = ctx.config["evaluate"]
+    ext = ctx.arm.external
+    if ext is not None:
+        # "{data}" names the data stage's SynthStory folder (its eval/outputs/ holds the exact keyframes).
+        outputs = resolve_path(str(ext["outputs"]).replace("{data}", str(data_dir(ctx))), ctx.sweep)
+        method, mode, timestamp = ext["method"], ext.get("mode"), ext.get("timestamp")
+        lang = ext.get("lang") or ev["lang"]
+    else:
+        gen = ctx.config["generate"]
+        outputs, method, mode, lang = ctx.paths.outputs, gen["method"], ctx.arm.name, gen["lang"]
+        timestamp = ctx.upstream.get("generate", {}).get("timestamp")
+    cfg = EvalConfig(
+        dataset=dataset_path(ctx),
+        outputs=outputs,
+        method=method,
+        mode=mode,
+        lang=lang,
+        split=ev["split"],
+        era=ev["era"],
+        metrics=tuple(ev["metrics"]),
+        timestamp=timestamp,
+        out=ctx.paths.metrics,
+        batch_size=int(ev["batch_size"]),
+        chunk_images=int(ev["chunk_images"]),
+        progress=ctx.progress,
+    )
+    backbones = load_backbones(
+        ev["backbones"], weights_dir=ev.get("weights"), device=ctx.device("evaluate"), era=ev["era"]
+    )
+    judge = make_judge(ctx) if "prompt_align" in cfg.metrics else None
+    report = evaluate(cfg, backbones, judge)
+    if report.failed:
+        sid, metric, err = report.failed[0]
+        raise StageError(
+            f"arm {ctx.arm.name}: {len(report.failed)} (story, metric) units failed, e.g. {sid}/{metric}: {err}"
+        )
+    row_path = ctx.paths.metrics / "results_row.json"
+    row = json.loads(row_path.read_text(encoding="utf-8"))
+    arm_index = list(ctx.sweep.arms).index(ctx.arm.name)  # reports list arms in the sweep's order
+    row.update(sweep=ctx.sweep.name, arm=ctx.arm.name, arm_index=arm_index, published_as=ctx.arm.published_as)
+    atomic_write_json(row_path, row)
+    return {
+        "out": str(ctx.paths.metrics),
+        "computed_units": len(report.computed),
+        "reused_units": len(report.reused),
+        "n_stories": row.get("n_stories"),
+    }
+
+
+def make_judge(ctx: StageContext) -> Any:
+    """The Prompt Alignment judge named by ``evaluate.judge`` (answers cached per sweep, so no question is paid twice)."""
+    ev = ctx.config["evaluate"]
+    if ev["judge"] == "toy":
+        from bench.judge.toy import ToyJudge
+
+        return ToyJudge()
+    from bench.judge import make_judge as make
+
+    return make(
+        "openai",
+        model=ev.get("judge_model"),
+        base_url=ev.get("judge_base_url"),
+        era=ev["era"],
+        cache_dir=ctx.sweep_dir / "_judge_cache",
+    )
+
+
+#: The default stage functions, in pipeline order.
+DEFAULT_STAGES: dict[str, StageFn] = {
+    "data": run_data,
+    "train": run_train,
+    "generate": run_generate,
+    "evaluate": run_evaluate,
+}

@@ -1,0 +1,145 @@
+"""Sweep files: dotted overrides, defaults, validation errors that name the file and key, chained stage hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablations.config import (
+    SweepError,
+    apply_overrides,
+    flatten,
+    load_sweep,
+    parse_sweep,
+    resolved_yaml,
+    stage_hashes,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def doc(**arms) -> dict:
+    return {
+        "name": "t",
+        "base": {"data": {"synthstory": {"seed": 0}}, "train": {"config": "x.yaml", "model": {"id_prompting": True}}},
+        "arms": arms or {"full": {}},
+    }
+
+
+def test_overrides_merge_and_replace():
+    base = {"train": {"model": {"id_prompting": True, "lr": 1e-3}}, "seed": 0}
+    out = apply_overrides(base, {"train.model.id_prompting": False, "seed": 3, "train.trainer": {"devices": 2}})
+    assert out == {"train": {"model": {"id_prompting": False, "lr": 1e-3}, "trainer": {"devices": 2}}, "seed": 3}
+    assert base["train"]["model"]["id_prompting"] is True  # input untouched
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
+
+
+def test_arm_resolution_and_defaults():
+    sweep = parse_sweep(doc(full={"published_as": "UniMAGE"}, noid={"overrides": {"train.model.id_prompting": False}}))
+    full, noid = sweep.arms["full"], sweep.arms["noid"]
+    assert full.config["train"]["model"]["id_prompting"] is True
+    assert noid.config["train"]["model"]["id_prompting"] is False
+    assert full.config["evaluate"]["era"] == "A" and full.config["evaluate"]["backbones"] == "toy"
+    assert full.published_as == "UniMAGE" and noid.published_as is None
+    assert full.stages == ("data", "train", "generate", "evaluate")
+
+
+def test_stage_hashes_chain_downstream_only():
+    sweep = parse_sweep(
+        doc(
+            a={},
+            b={"overrides": {"train.model.id_prompting": False}},
+            c={"overrides": {"evaluate.era": "B"}},
+        )
+    )
+    ha, hb, hc = (sweep.arms[n].stage_hashes() for n in "abc")
+    assert ha["data"] == hb["data"] == hc["data"]
+    assert ha["train"] != hb["train"] and ha["generate"] != hb["generate"] and ha["evaluate"] != hb["evaluate"]
+    assert ha["train"] == hc["train"] and ha["generate"] == hc["generate"] and ha["evaluate"] != hc["evaluate"]
+    # dict order never changes a hash
+    cfg = sweep.arms["a"].config
+    shuffled = {k: cfg[k] for k in reversed(list(cfg))}
+    assert stage_hashes(shuffled, sweep.arms["a"].stages) == ha
+
+
+def test_external_arm_has_no_train_or_generate():
+    d = doc(sd={"external": {"outputs": "/o", "method": "StoryDiffusion"}, "published_as": "StoryDiffusion"})
+    arm = parse_sweep(d).arms["sd"]
+    assert arm.stages == ("data", "evaluate")
+    assert arm.external == {"outputs": "/o", "method": "StoryDiffusion", "mode": None, "timestamp": None, "lang": None}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda d: d.update(bogus=1), "unknown top-level key(s) ['bogus']"),
+        (lambda d: d["arms"].update(x={"overides": {}}), "arms.x: unknown key(s) ['overides']"),
+        (lambda d: d["arms"].update(x={"overrides": {"trian.model.lr": 1}}), "arms.x.overrides: key 'trian.model.lr'"),
+        (lambda d: d["base"].update(evaluate={"era": "D"}), "base.evaluate.era: 'D' is not one of"),
+        (lambda d: d["base"].update(evaluate={"metrics": ["csd", "fid"]}), "base.evaluate.metrics"),
+        (lambda d: d["base"].update(evaluate={"backbones": "official"}), "base.evaluate.weights"),
+        (lambda d: d["base"].update(evaluate={"judge": "none"}), "prompt_align needs a judge"),
+        (lambda d: d.update(stages=["train", "deploy"]), "stages: unknown stage(s) ['deploy']"),
+        (lambda d: d["arms"].update({"bad name": {}}), "'bad name' is not a plain folder name"),
+        (lambda d: d["arms"].update(x={"external": {"method": "m"}}), "arms.x.external.outputs: required"),
+        (lambda d: d["arms"].update(x={"overrides": {"seed.value": 1}}), "'seed' is 0, not a mapping"),
+        (lambda d: d["base"]["train"].pop("config"), "stage 'train' needs train.config"),
+    ],
+)
+def test_bad_sweeps_name_file_and_key(tmp_path, mutate, needle):
+    d = doc()
+    mutate(d)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(d), encoding="utf-8")
+    with pytest.raises(SweepError) as err:
+        load_sweep(path)
+    assert str(path) in str(err.value)
+    assert needle in str(err.value)
+
+
+def test_yaml_syntax_error_names_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SweepError, match=r"broken\.yaml: not valid YAML"):
+        load_sweep(path)
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_sweep(tmp_path / "nope.yaml")
+
+
+def test_resolved_config_replays_to_the_same_hashes(tmp_path):
+    sweep = parse_sweep(
+        doc(
+            full={"published_as": "UniMAGE"},
+            noid={"overrides": {"train.model.id_prompting": False, "evaluate.era": "B"}},
+            sd={"external": {"outputs": "/o", "method": "SD"}},
+        ),
+        tmp_path / "s.yaml",
+    )
+    for arm in sweep.arms.values():
+        path = tmp_path / f"{arm.name}.yaml"
+        path.write_text(resolved_yaml(arm, sweep), encoding="utf-8")
+        replay = load_sweep(path)
+        again = replay.arms[arm.name]
+        assert again.config == arm.config
+        assert again.stages == arm.stages
+        assert again.stage_hashes() == arm.stage_hashes()
+
+
+@pytest.mark.parametrize("name", ["smoke", "table1"])
+def test_bundled_sweeps_parse(name):
+    sweep = load_sweep(REPO / "ablations" / "sweeps" / f"{name}.yaml")
+    assert sweep.name == name
+    assert "unimage sweep ablations/sweeps/" in sweep.header  # the header states the launch command
+    if name == "smoke":
+        assert list(sweep.arms)[:3] == ["full", "no_id_prompting", "no_script_splitting"]
+        assert sweep.arms["no_id_prompting"].config["train"]["model"]["id_prompting"] is False
+        assert sweep.arms["no_script_splitting"].config["train"]["data"]["script_splitting"] is False
+        assert {a.config["evaluate"]["backbones"] for a in sweep.arms.values()} == {"toy"}
+    else:
+        ev = sweep.arms["unimage"].config["evaluate"]
+        assert (ev["backbones"], ev["era"], ev["split"]) == ("official", "A", "full")
+        assert sweep.arms["unimage_wo_idp"].published_as == "UniMAGE w/o ID-P"
+        ext = [a for a in sweep.arms.values() if a.external]
+        assert {a.published_as for a in ext} >= {"StoryDiffusion", "Story2Board", "SEED-Story"}
