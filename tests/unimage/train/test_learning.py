@@ -76,6 +76,7 @@ def test_both_losses_fall_in_both_stages(tmp_path):
     dm = UniMAGEDataModule(synthstory=str(synth), packer=PACKER, images=IMAGES)
     trainer = pl.Trainer(
         accelerator="cpu",
+        default_root_dir=str(tmp_path),
         max_steps=ICL + DEL,
         logger=False,
         callbacks=[probe],
