@@ -3,10 +3,12 @@
 Official: IDEA's `groundingdino.util.inference.load_image/predict` with `groundingdino_swint_ogc.pth`:
 image RandomResize([800], max_size=1333) + ImageNet normalisation; caption lower-cased and stripped with
 " ." appended unless it already ends with "."; a query is kept if the max over text tokens of
-sigmoid(logit) > box_threshold = 0.25; boxes are normalised (cx, cy, w, h). We run the same weights in their
-transformers conversion (`IDEA-Research/grounding-dino-tiny` is `groundingdino_swint_ogc.pth` converted),
-with transformers' PIL image processor (the same shortest-side-800 / longest-1333 rule and bilinear resize)
-and our own post-processing identical to `predict`. `text_threshold` only selects phrase labels in
+sigmoid(logit) > box_threshold = 0.25; boxes are normalised (cx, cy, w, h). We run the same weights through
+transformers' `GroundingDinoForObjectDetection`: either the bundle's original `groundingdino_swint_ogc.pth`
+(renamed on load, `bench.backbones.grounding_dino_original`, with the bundle's BERT tokenizer) or its
+transformers conversion (`IDEA-Research/grounding-dino-tiny`), with transformers' PIL image processor (the
+same shortest-side-800 / longest-1333 rule and bilinear resize) and our own post-processing identical to
+`predict`. `text_threshold` only selects phrase labels in
 `predict` and has no effect on boxes, so it is not needed.
 
 Deviation: the official code detects one image at a time; we batch images that share a size (no padding,
@@ -48,19 +50,63 @@ def load_grounding_dino_image_processor(path: Path) -> Any:
     return processor_cls.from_pretrained(str(path), local_files_only=True)
 
 
+def official_image_processor() -> Any:
+    """transformers' PIL Grounding DINO processor with IDEA's settings: shortest side 800, longest 1333,
+    bilinear, rescale 1/255, ImageNet mean/std (its defaults; spelled out so a default change cannot drift)."""
+    import transformers
+
+    processor_cls: Any = (
+        getattr(transformers, "GroundingDinoImageProcessorPil", None) or transformers.GroundingDinoImageProcessor
+    )
+    return processor_cls(
+        size={"shortest_edge": 800, "longest_edge": 1333},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        do_pad=True,
+    )
+
+
 class GroundingDinoDetector:
     """`CharacterDetector` over `GroundingDinoForObjectDetection`."""
 
     def __init__(
-        self, path: Path, device: str = "cpu", batch_size: int = 4, box_threshold: float = BOX_THRESHOLD
+        self,
+        path: Path,
+        device: str = "cpu",
+        batch_size: int = 4,
+        box_threshold: float = BOX_THRESHOLD,
+        text_encoder_dir: Path | None = None,
     ) -> None:
-        """Load model, tokenizer and image processor from the local HF directory `path`."""
+        """Load model, tokenizer and image processor.
+
+        Args:
+            path: a local transformers directory, or an original IDEA checkpoint file (`.pth`).
+            device: torch device string.
+            batch_size: images per forward pass.
+            box_threshold: keep a query when its best token probability exceeds this.
+            text_encoder_dir: for an original checkpoint, the BERT directory giving the text config and
+                tokenizer (the bundle's `google-bert/bert-base-uncased/`); the image processor then has the
+                official settings (800 / 1333, ImageNet normalisation).
+        """
         from transformers import AutoTokenizer, GroundingDinoForObjectDetection
 
-        self.model = load_pretrained_checked(GroundingDinoForObjectDetection, path)
+        path = Path(path)
+        if path.is_file():
+            from bench.backbones.grounding_dino_original import load_original_grounding_dino
+
+            if text_encoder_dir is None:
+                raise ValueError(f"{path}: an original checkpoint needs text_encoder_dir (the BERT directory)")
+            self.model = load_original_grounding_dino(path, Path(text_encoder_dir))
+            self.tokenizer = AutoTokenizer.from_pretrained(str(text_encoder_dir), local_files_only=True)
+            self.image_processor = official_image_processor()
+        else:
+            self.model = load_pretrained_checked(GroundingDinoForObjectDetection, path)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.image_processor = load_grounding_dino_image_processor(path)
         self.model = self.model.float().eval().to(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.image_processor = load_grounding_dino_image_processor(path)
         self.device = device
         self.batch_size = batch_size
         self.box_threshold = box_threshold

@@ -12,8 +12,7 @@ invalid instead of being dropped, so row k always belongs to crop k (the Era A/B
 insightface and onnxruntime are the optional `faces` extra; without them this module raises
 `MissingDependencyError` explaining how to install them, and the evaluator reports it instead of crashing.
 
-Era B/C use an ensemble (ArcFace + AdaFace IR-101 + FaceNet on facexlib-aligned crops) that is NOT
-implemented here; asking for it raises `UnsupportedEraError`.
+Era B/C average ArcFace with AdaFace IR-101 and FaceNet on aligned crops: `bench.backbones.faces_bc`.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.backbones.base import IdentityFeatures, MissingDependencyError, UnsupportedEraError
+from bench.backbones.base import IdentityFeatures, MissingDependencyError
 
 DET_THRESHOLDS = (0.45, 0.35, 0.25, 0.15)
 DET_SIZE = (640, 640)
@@ -79,14 +78,19 @@ class ArcFaceEncoder:
         self.app.prepare(ctx_id=0 if cuda else -1, det_thresh=thresholds[0], det_size=DET_SIZE)
         self.thresholds = tuple(thresholds)
 
-    def _embed(self, image: Image.Image) -> np.ndarray | None:
-        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    def first_face(self, bgr: np.ndarray) -> Any | None:
+        """The highest-scoring insightface face of a BGR crop, lowering the threshold while none is found."""
         for threshold in self.thresholds:
             self.app.det_model.det_thresh = threshold
             faces = self.app.get(bgr)
             if faces:
-                return np.asarray(faces[0].normed_embedding, dtype=np.float32)
+                return faces[0]
         return None
+
+    def _embed(self, image: Image.Image) -> np.ndarray | None:
+        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        face = self.first_face(bgr)
+        return None if face is None else np.asarray(face.normed_embedding, dtype=np.float32)
 
     def encode(self, images: Sequence[Image.Image]) -> IdentityFeatures:
         """Embed crops → {"arcface": [N, 512]}; rows with no face at any threshold are zero and invalid."""
@@ -98,13 +102,3 @@ class ArcFaceEncoder:
                 feats[i] = torch.nn.functional.normalize(torch.from_numpy(emb), dim=0)
                 valid[i] = True
         return IdentityFeatures({self.name: feats}, {self.name: valid})
-
-
-def face_ensemble_unsupported(era: str) -> UnsupportedEraError:
-    """The error for the Era B/C face ensemble, naming what is missing."""
-    return UnsupportedEraError(
-        f"era {era}: CIDS for realistic humans averages ArcFace, AdaFace IR-101 "
-        "(adaface/adaface_ir101_webface12m.ckpt) and FaceNet InceptionResnetV1 (facenet/20180402-114759-vggface2.pt) "
-        "on facexlib RetinaFace-aligned 112x112 crops; the AdaFace/FaceNet/facexlib part is not implemented in this "
-        "re-implementation. Use era A (ArcFace only, the era of UniMAGE's Table 1) for official face scores."
-    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.backbones import weights as W
 from bench.backbones.base import Backbones, Component, Era, MissingWeightsError
-from bench.backbones.faces import face_ensemble_unsupported, import_face_analysis
+from bench.backbones.faces import import_face_analysis
 
 OFFICIAL_NAME = "official (ViStoryBench weight bundle)"
 
@@ -22,23 +22,32 @@ def _check_style(root: Path) -> list[Path]:
 
 
 def _check_detector(root: Path) -> list[Path]:
+    """The bundle's original checkpoint + BERT directory, else a transformers-format directory.
+
+    Why this order: §11's bundle ships `groundingdino_swint_ogc.pth` and `google-bert/bert-base-uncased/`;
+    the transformers conversion of the same weights is accepted when the original is absent.
+    """
+    original = root / W.GROUNDING_DINO_ORIGINAL.relpath
+    if original.is_file():
+        return [original, W.require(root, W.BERT_BASE_UNCASED)]
     try:
         return [W.require(root, W.GROUNDING_DINO_HF)]
     except MissingWeightsError as err:
-        original = root / W.GROUNDING_DINO_ORIGINAL.relpath
-        if original.is_file():
-            raise MissingWeightsError(
-                f"{err}. Found the original {original}, but this re-implementation runs Grounding DINO through "
-                "transformers, which needs the converted checkpoint of the same weights."
-            ) from err
-        raise
+        raise MissingWeightsError(
+            f"{W.GROUNDING_DINO_ORIGINAL.component}: missing {original} (expected at "
+            f"<weights_dir>/{W.GROUNDING_DINO_ORIGINAL.relpath}, with <weights_dir>/{W.BERT_BASE_UNCASED.relpath}/); "
+            f"get it from {W.BUNDLE_SOURCE}. Alternatively: {err}"
+        ) from err
 
 
 def _check_face(root: Path, era: Era) -> list[Path]:
-    if era != "A":
-        raise face_ensemble_unsupported(era)
+    if era == "A":
+        import_face_analysis()
+        return [W.require(root, W.ANTELOPEV2)]
+    # Era B/C ensemble: the files first (they name what to download), then the optional package.
+    paths = [W.require(root, W.ANTELOPEV2), W.require(root, W.ADAFACE), W.require(root, W.FACENET)]
     import_face_analysis()
-    return [W.require(root, W.ANTELOPEV2)]
+    return paths
 
 
 def _check_clip(root: Path) -> list[Path]:
@@ -58,7 +67,7 @@ def make_official_backbones(weights_dir: Path, era: Era = "A", device: str = "cp
 
     Args:
         weights_dir: ViStoryBench's `data/pretrain/` directory (§11 layout).
-        era: A (ArcFace faces, bilinear CSD resize), B or C (face ensemble: not implemented → clear error on use).
+        era: A (ArcFace faces, bilinear CSD resize), B or C (ArcFace + AdaFace + FaceNet face ensemble).
         device: torch device string.
 
     Raises:
@@ -88,11 +97,15 @@ def make_official_backbones(weights_dir: Path, era: Era = "A", device: str = "cp
         elif component == "detector":
             from bench.backbones.detector import GroundingDinoDetector
 
-            obj = GroundingDinoDetector(paths[0], device=device)
-        elif component == "face":
+            obj = GroundingDinoDetector(paths[0], device=device, text_encoder_dir=paths[1] if len(paths) > 1 else None)
+        elif component == "face" and era == "A":
             from bench.backbones.faces import ArcFaceEncoder
 
             obj = ArcFaceEncoder(paths[0].parent.parent, device=device)  # root of models/antelopev2
+        elif component == "face":
+            from bench.backbones.faces_bc import load_face_ensemble
+
+            obj = load_face_ensemble(paths[0].parent.parent, paths[1], paths[2], device=device)
         elif component == "clip":
             from bench.backbones.clip import CLIPIdentityEncoder
 

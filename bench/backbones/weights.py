@@ -39,6 +39,11 @@ class WeightFile:
 
 CSD = WeightFile("csd/csd_vit-large.pth", "CSD style encoder (CSD ViT-L/14)")
 GROUNDING_DINO_ORIGINAL = WeightFile("groundingdino/weights/groundingdino_swint_ogc.pth", "Grounding DINO SwinT-OGC")
+BERT_BASE_UNCASED = WeightFile(
+    "google-bert/bert-base-uncased",
+    "Grounding DINO text encoder config and tokenizer (BERT base uncased)",
+    required_files=("config.json", "vocab.txt"),
+)
 GROUNDING_DINO_HF = WeightFile(
     "IDEA-Research/grounding-dino-tiny",
     "Grounding DINO SwinT-OGC (transformers format)",

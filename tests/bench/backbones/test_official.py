@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.backbones import MissingDependencyError, MissingWeightsError, UnsupportedEraError, load_backbones
+from bench.backbones import MissingDependencyError, MissingWeightsError, load_backbones
 from bench.backbones import weights as W
 from bench.backbones.aesthetic import build_head
 from bench.backbones.csd import CSDStyleEncoder, load_csd, read_csd_state_dict
@@ -245,9 +245,10 @@ def test_faces_extra_absent_is_explained(tiny_bundle):
 
 
 @pytest.mark.parametrize("era", ["B", "C"])
-def test_face_ensemble_eras_not_implemented(tiny_bundle, era):
+def test_face_ensemble_needs_antelopev2_too(tiny_bundle, era):
+    # The tiny bundle has AdaFace and FaceNet but no insightface pack: the ensemble names the missing ArcFace dir.
     bb = load_backbones("official", tiny_bundle, era=era)
-    with pytest.raises(UnsupportedEraError, match=rf"era {era}.*AdaFace.*FaceNet.*not implemented"):
+    with pytest.raises(MissingWeightsError, match=r"insightface/models/antelopev2"):
         bb.validate(["face"])
 
 
@@ -281,5 +282,6 @@ def test_missing_inner_files_and_original_dino(tmp_path, tiny_bundle):
     original = tmp_path / W.GROUNDING_DINO_ORIGINAL.relpath
     original.parent.mkdir(parents=True)
     original.write_bytes(b"not used")
-    with pytest.raises(MissingWeightsError, match=r"Found the original .*groundingdino_swint_ogc\.pth"):
+    # the original checkpoint is used directly, but needs the bundle's BERT directory beside it
+    with pytest.raises(MissingWeightsError, match=r"google-bert/bert-base-uncased"):
         bb.validate(["detector"])

@@ -8,6 +8,10 @@ Same key names and directory layout as the official files (§11), tiny dims wher
 - openai/clip-vit-large-patch14/: transformers CLIPModel dir + preprocessor_config.json.
 - google/siglip-so400m-patch14-384/: transformers SiglipModel dir (hidden 32, 384 px, patch 14).
 - aesthetic_predictor/aesthetic_predictor_v2_5.pth: `scoring_head.{0,2,4,6,8}.{weight,bias}`, 32→16→8→4→2→1.
+- adaface/adaface_ir101_webface12m.ckpt: Lightning checkpoint {"state_dict": {"model.<IR key>", "head.kernel"},
+  "epoch", "global_step", "pytorch-lightning_version", ...}; IR with units (1, 2, 1, 1), widths 8-32.
+- facenet/20180402-114759-vggface2.pt: flat facenet-pytorch InceptionResnetV1 state dict incl. `logits.*`;
+  widths ÷8, repeats (1, 2, 1), 10 classes.
 - inception/inception_v3_google-0cc3c7bd.pth: torchvision Inception-v3 state dict (full size: the architecture
   has no size knob; random init, ~100 MB).
 """
@@ -164,6 +168,56 @@ def write_aesthetic(root: Path) -> tuple[Path, Path]:
     return siglip, head_path
 
 
+def _randomise_norms(model: torch.nn.Module) -> None:
+    """Random BatchNorm statistics/affines and PReLU slopes, so the tiny nets are not near-identity maps."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0.0, 0.1)
+            elif isinstance(m, torch.nn.PReLU):
+                m.weight.uniform_(0.1, 0.4)
+
+
+def write_adaface(root: Path) -> Path:
+    """Tiny AdaFace IR checkpoint in the official Lightning format (backbone under `model.`, head kernel beside)."""
+    from bench.backbones.adaface import IR_SIZES, IRBackbone
+
+    torch.manual_seed(6)
+    cfg = IR_SIZES["tiny"]
+    model = IRBackbone(cfg)
+    _randomise_norms(model)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state["head.kernel"] = torch.randn(cfg.embedding_dim, 7)  # AdaFace margin head: [embedding, classes]
+    ckpt = {
+        "epoch": 25,
+        "global_step": 1000,
+        "pytorch-lightning_version": "1.4.4",
+        "state_dict": state,
+        "hyper_parameters": {"arch": "ir_101", "head": "adaface", "m": 0.4, "h": 0.333},
+    }
+    path = root / W.ADAFACE.relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def write_facenet(root: Path) -> Path:
+    """Tiny facenet-pytorch InceptionResnetV1 state dict (flat, with the `logits` classifier)."""
+    from bench.backbones.facenet import FACENET_SIZES, InceptionResnetV1
+
+    torch.manual_seed(7)
+    model = InceptionResnetV1(FACENET_SIZES["tiny"])
+    _randomise_norms(model)
+    path = root / W.FACENET.relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
 def write_inception(root: Path) -> Path:
     """Random torchvision Inception-v3 state dict at the bundle's `inception/` location."""
     from bench.backbones.inception import build_inception_v3
@@ -182,6 +236,8 @@ def write_tiny_bundle(root: Path, inception: bool = True) -> Path:
     write_grounding_dino(root)
     write_clip(root)
     write_aesthetic(root)
+    write_adaface(root)
+    write_facenet(root)
     if inception:
         write_inception(root)
     return root
