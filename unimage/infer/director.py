@@ -529,6 +529,7 @@ class Director:
                     num_timesteps=cfg.num_timesteps,
                     timestep_shift=cfg.timestep_shift,
                     generator=generator,
+                    batch_cfg=cfg.batch_cfg,
                 )  # [C, H/8, W/8]
                 image = self._decode(latents)
                 position += 1

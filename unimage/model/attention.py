@@ -3,7 +3,8 @@
 The mask is never stored as an L×L matrix in the batch. It is described by per-token metadata (``AttentionLayout``)
 and each backend turns that into what its kernel needs:
 
-- ``sdpa``: a dense boolean mask [Lq, Lk] and ``torch.nn.functional.scaled_dot_product_attention`` (CPU, tests).
+- ``sdpa``: a dense boolean mask [Lq, Lk] and ``torch.nn.functional.scaled_dot_product_attention`` (CPU, tests);
+  for a layout of several KV contexts (``with_doc_prefixes``, ``per_doc``) one call per document on its own keys.
 - ``flex``: a ``BlockMask`` from the same rule as a ``mask_mod`` and ``flex_attention`` (GPU training; forward-only on
   CPU, where torch has no flex backward). Compiled once per process on CUDA.
 - ``flash``: ``flash_attn.flash_attn_varlen_func`` when the ``gpu`` extra is installed. Flash can only express
@@ -28,7 +29,7 @@ Shape letters: Lq queries, Lk keys, Hq query heads, Hkv key/value heads, Dh head
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +67,9 @@ class AttentionLayout:
         k_doc: [Lk] sample id of each key.
         k_split: [Lk] split id of each key.
         k_noise: [Lk] bool, the key belongs to a noisy VAE split (hidden from every other split).
+        per_doc: For ``sdpa``: one unmasked (or block-masked) call per document over its own keys instead of one
+            dense masked call, so cost is Σ Lq_d·Lk_d, not Lq·Lk (set by ``with_doc_prefixes``, whose documents
+            are separate KV contexts).
     """
 
     q_doc: Tensor
@@ -75,6 +79,7 @@ class AttentionLayout:
     k_doc: Tensor
     k_split: Tensor
     k_noise: Tensor
+    per_doc: bool = False
     # Backend artefacts (dense mask, flex BlockMask, flash segments) built once and reused by every layer.
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -122,6 +127,35 @@ class AttentionLayout:
             torch.cat([doc, self.k_doc]),
             torch.cat([split, self.k_split]),
             torch.cat([noise, self.k_noise]),
+        )
+
+    def with_doc_prefixes(self, prefix_lens: Sequence[int]) -> AttentionLayout:
+        """Prepend one cached prefix per document: keys = [cache_0 ++ cache_1 ++ … ++ queries].
+
+        The batched form of ``with_prefix`` (several KV-cache contexts in one forward, e.g. the CFG branches of a
+        denoising step): document d's queries see ``prefix_lens[d]`` cached keys of their own and nothing of the
+        other documents' caches. The query block's document ids must be 0 … n−1 (``pack`` of n samples).
+        Prefix keys get split id −1 and are never noise; query positions shift by Σ prefix_lens, so every cached
+        key j of document d satisfies j ≤ pos(i) and the unchanged rule gives exactly [cache_d ++ query_d].
+        """
+        dev = self.q_doc.device
+        n_docs = int(self.q_doc.max()) + 1 if self.num_queries else 0
+        if len(prefix_lens) != n_docs:
+            raise ValueError(f"{len(prefix_lens)} prefix lengths for a query block of {n_docs} documents")
+        lens = torch.tensor(list(prefix_lens), dtype=torch.long, device=dev)  # [n]
+        total = int(lens.sum())
+        doc = torch.repeat_interleave(torch.arange(n_docs, device=dev), lens).to(self.k_doc.dtype)  # [Σ prefix]
+        split = torch.full((total,), -1, dtype=self.k_split.dtype, device=dev)
+        noise = torch.zeros(total, dtype=torch.bool, device=dev)
+        return AttentionLayout(
+            self.q_doc,
+            self.q_split,
+            self.q_full,
+            self.q_pos + total,
+            torch.cat([doc, self.k_doc]),
+            torch.cat([split, self.k_split]),
+            torch.cat([noise, self.k_noise]),
+            per_doc=True,
         )
 
     def allowed(self, qi: Tensor, kj: Tensor) -> Tensor:
@@ -232,6 +266,33 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float
         enable_gqa=True,
     )
     return out[0].transpose(0, 1)  # [Lq, Hq, Dh]
+
+
+def _doc_blocks(layout: AttentionLayout) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+    """Per document: (query indexes [Lq_d], key indexes [Lk_d], mask [1, 1, Lq_d, Lk_d] or None when all-visible)."""
+    out: list[tuple[Tensor, Tensor, Tensor | None]] = []
+    for d in torch.unique(layout.q_doc).tolist():
+        qi = (layout.q_doc == d).nonzero().flatten()  # [Lq_d]
+        kj = (layout.k_doc == d).nonzero().flatten()  # [Lk_d]
+        block = layout.allowed(qi[:, None], kj[None, :])  # [Lq_d, Lk_d]
+        out.append((qi, kj, None if bool(block.all()) else block[None, None]))
+    return out
+
+
+def _sdpa_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+    """``_sdpa`` one document at a time on gathered keys (the varlen idea without a varlen kernel)."""
+    out = torch.empty_like(q)  # [Lq, Hq, Dh]
+    for qi, kj, mask in layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout)):
+        o = F.scaled_dot_product_attention(
+            q[qi].transpose(0, 1)[None],  # [1, Hq, Lq_d, Dh]
+            k[kj].transpose(0, 1)[None],  # [1, Hkv, Lk_d, Dh]
+            v[kj].transpose(0, 1)[None],
+            attn_mask=mask,
+            scale=scale,
+            enable_gqa=True,
+        )
+        out[qi] = o[0].transpose(0, 1)
+    return out
 
 
 _COMPILED_FLEX: dict[str, Any] = {}
@@ -373,7 +434,7 @@ def packed_attention(
         )
     scale = 1.0 / math.sqrt(q.shape[-1])
     if backend == "sdpa":
-        return _sdpa(q, k, v, layout, scale)
+        return _sdpa_per_doc(q, k, v, layout, scale) if layout.per_doc else _sdpa(q, k, v, layout, scale)
     if backend == "flex":
         return _flex(q, k, v, layout, scale)
     if backend == "flash":

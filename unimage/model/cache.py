@@ -12,25 +12,32 @@ noisy blocks are hidden, and those are never cached (denoising steps reuse the c
 Within a prefilled call the packing rules hold: text is causal, an image block is full, and a clean VAE block routes
 its latents to the generation expert with t = 0 (BAGEL's ``mode="gen"``), everything else to the understanding expert.
 
-Shape letters: T cached tokens, Hkv key/value heads, Dh head dim.
+Several contexts can share one query block in one forward (``prepare_branches`` / ``run_branches``): the query
+is packed once per context as separate documents, every layer's cache is the concatenation of the contexts' caches,
+and the mask (``AttentionLayout.with_doc_prefixes``) lets document d see only [cache_d ++ query_d]. This is how the
+CFG branches of a denoising step run as one batched forward (BAGEL runs them one after another).
+
+Shape letters: T cached tokens, Hkv key/value heads, Dh head dim, n branches (contexts), Lq query tokens per branch,
+D hidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from unimage.model.attention import AttentionLayout
 from unimage.model.mot import KVPair
-from unimage.model.packing import NoisyVaeImage, PackedBatch, Segment, Text, pack
+from unimage.model.packing import NoisyVaeImage, PackedBatch, Sample, Segment, Text, pack
 
 if TYPE_CHECKING:
     from unimage.model.unimage import UniMAGE
 
-__all__ = ["Context", "GuidanceContexts", "prefill", "run_cached"]
+__all__ = ["BranchBatch", "Context", "GuidanceContexts", "prefill", "prepare_branches", "run_branches", "run_cached"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,79 @@ def run_cached(
     if len(batch.sample_lens) != 1:
         raise ValueError(f"a cached call takes one sample, got {len(batch.sample_lens)}")
     return model.hidden_states(batch, vae_inputs, vae_t, past=context.past)
+
+
+@dataclass(frozen=True)
+class BranchBatch:
+    """One query block over n contexts, ready for ``run_branches`` (built once, reused by every denoising step).
+
+    Attributes:
+        batch: The query packed n times as documents 0 … n−1 ([n·Lq] tokens), each at its context's RoPE id.
+        past: Per layer (keys, values) [ΣT, Hkv, Dh], the contexts' caches concatenated in order (None if all empty).
+        layout: Mask of the n·Lq queries over the ΣT + n·Lq keys (document d sees [cache_d ++ query_d]).
+    """
+
+    batch: PackedBatch
+    past: list[KVPair] | None
+    layout: AttentionLayout
+
+    @property
+    def num_branches(self) -> int:
+        """n."""
+        return len(self.batch.sample_lens)
+
+
+def prepare_branches(model: UniMAGE, contexts: Sequence[Context], query: Sample) -> BranchBatch:
+    """Pack ``query`` once per context and concatenate the caches, for a batched forward over all contexts.
+
+    Costs one copy of the contexts' caches (the model's attention appends new keys to a single past tensor).
+
+    Args:
+        model: The model.
+        contexts: The n contexts (e.g. the CFG branches c, t̄, ī); branch d starts at ``contexts[d].next_position``.
+        query: Segments of the query block (the same tokens for every branch).
+    """
+    if not contexts:
+        raise ValueError("prepare_branches() needs at least one context")
+    device = model.llm2vae.weight.device
+    n = len(contexts)
+    batch = pack([list(query)] * n, model.config, start_position=0)
+    offsets = torch.tensor([ctx.next_position for ctx in contexts])  # [n]
+    batch = replace(
+        batch,
+        position_ids=batch.position_ids + offsets[batch.doc_ids],  # [n·Lq] each branch at its context's id
+        next_positions=[p + int(o) for p, o in zip(batch.next_positions, offsets)],
+    ).to(device)
+    filled = [ctx for ctx in contexts if ctx.kv]
+    past = None
+    if filled:
+        past = [
+            (torch.cat([ctx.kv[i][0] for ctx in filled]), torch.cat([ctx.kv[i][1] for ctx in filled]))
+            for i in range(len(filled[0].kv))
+        ]  # per layer [ΣT, Hkv, Dh]
+    layout = batch.layout().with_doc_prefixes([ctx.length for ctx in contexts])
+    return BranchBatch(batch, past, layout)
+
+
+def run_branches(model: UniMAGE, branches: BranchBatch, vae_inputs: Tensor, vae_t: Tensor) -> Tensor:
+    """One forward of the prepared query block over all its contexts: hidden states [n·Lq, D], branch-major.
+
+    Equals ``run_cached`` of each branch on its own (up to float summation order); the new tokens' keys and values
+    are not returned (denoising never grows a context).
+
+    Args:
+        model: The model.
+        branches: From ``prepare_branches``.
+        vae_inputs: [n·Nl, Pl] latent inputs, branch-major.
+        vae_t: [n·Nl] their (shifted) flow time.
+    """
+    batch = branches.batch
+    embeds = model.embed(batch, vae_inputs, vae_t)  # [n·Lq, D]
+    backend = model.attention_backend(embeds.device)
+    hidden, _ = model.language_model.model(
+        embeds, batch.position_ids, batch.routing(), branches.layout, backend, branches.past
+    )
+    return hidden
 
 
 @torch.no_grad()

@@ -13,7 +13,10 @@ x ← x − v(x, t_i)·(t_i − t_{i+1}), with v = ε − x0 pointing from data 
 Classifier-free guidance uses three contexts that differ only in their cache and positions (same query tokens):
 c (full context), t̄ (``cfg_text_context``: without the latest text; empty for text-to-image) and ī
 (``cfg_img_context``: all text, no input images). Guidance is on only while interval[0] < t_i ≤ interval[1]
-and only if the text scale is > 1 (``combine_cfg`` has the arithmetic).
+and only if the text scale is > 1 (``combine_cfg`` has the arithmetic). With ``batch_cfg`` (default) the active
+branches of a step run as ONE forward: the query block is packed once per branch as separate documents over the
+concatenated caches, each document seeing only [its cache ++ its query] (``cache.prepare_branches``); the
+velocities equal the sequential ones up to float summation order. ``batch_cfg=False`` runs BAGEL's three forwards.
 
 Deviations: BAGEL decodes with batch 1 and draws noise from the global RNG; here one sample at a time too, and
 every random draw takes an explicit ``torch.Generator``. ``top_p`` is an addition (BAGEL samples from the full
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from unimage.model.cache import Context, run_cached
+from unimage.model.cache import BranchBatch, Context, prepare_branches, run_branches, run_cached
 from unimage.model.image_transforms import unpatchify
 from unimage.model.packing import NoisyVaeImage, PackedBatch, pack, pack_tokens
 from unimage.model.unimage import shift_timesteps
@@ -239,6 +242,14 @@ def _velocity(model: UniMAGE, context: Context, batch: PackedBatch, x: Tensor, t
     return model.llm2vae(hidden[batch.vae_indexes])
 
 
+def _batched_velocities(model: UniMAGE, branches: BranchBatch, x: Tensor, t: Tensor) -> list[Tensor]:
+    """v(x, t) of every branch in one forward: n × [Nl, Pl], in the order of the prepared contexts."""
+    n = branches.num_branches
+    hidden = run_branches(model, branches, x.repeat(n, 1), t.repeat(n))  # [n·Lq, D]
+    v = model.llm2vae(hidden[branches.batch.vae_indexes])  # [n·Nl, Pl], branch-major
+    return list(v.view(n, *x.shape).unbind(0))
+
+
 @torch.no_grad()
 def generate_image(
     model: UniMAGE,
@@ -252,6 +263,7 @@ def generate_image(
     timestep_shift: float = 3.0,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
+    batch_cfg: bool = True,
 ) -> Tensor:
     """Sample one image's normalised VAE latents after ``context`` (Euler, t = 1 → 0).
 
@@ -267,6 +279,8 @@ def generate_image(
         timestep_shift: s of the sampling schedule (3.0 in BAGEL's apps).
         generator: RNG of the initial noise.
         noise: Optional initial x [Nl, Pl] instead of a draw.
+        batch_cfg: Run the guidance branches of a step as one batched forward (False: one forward per branch, as
+            BAGEL). Same velocities either way; batching pays off on a GPU, where one larger forward beats three.
 
     Returns:
         [C, H/8, W/8] latents, to be decoded by the VAE.
@@ -296,6 +310,10 @@ def generate_image(
     if cfg_img_context is not None and cfg.img_scale > 1 and cfg.text_scale > 1:
         branches["img"] = block(cfg_img_context)
 
+    guided: BranchBatch | None = None
+    if batch_cfg and len(branches) > 1:  # c, t̄ [, ī] as documents 0, 1 [, 2] of one forward
+        guided = prepare_branches(model, [ctx for ctx, _ in branches.values()], [placeholder])
+
     x = noise if noise is not None else torch.randn(h * w, config.patch_latent_dim, generator=generator)
     x = x.to(device, model.llm2vae.weight.dtype)  # [Nl, Pl]
     ts = flow_timesteps(num_timesteps, timestep_shift)
@@ -304,9 +322,15 @@ def generate_image(
         s_text, s_img = cfg.active(t)
         t_tok = torch.full((h * w,), t, device=device)
 
-        v_c = _velocity(model, *branches["c"], x, t_tok)
-        v_text = _velocity(model, *branches["text"], x, t_tok) if s_text > 1 else None
-        v_img = _velocity(model, *branches["img"], x, t_tok) if s_text > 1 and s_img > 1 else None
+        v_text: Tensor | None
+        v_img: Tensor | None
+        if guided is not None and s_text > 1:  # inside the interval every prepared branch is active
+            v_c, v_text, *rest = _batched_velocities(model, guided, x, t_tok)
+            v_img = rest[0] if rest else None
+        else:
+            v_c = _velocity(model, *branches["c"], x, t_tok)
+            v_text = _velocity(model, *branches["text"], x, t_tok) if s_text > 1 else None
+            v_img = _velocity(model, *branches["img"], x, t_tok) if s_text > 1 and s_img > 1 else None
         v = combine_cfg(v_c, v_text, v_img, s_text, s_img, cfg.renorm_type, cfg.renorm_min)
         x = x - v * float(ts[i] - ts[i + 1])
     return unpatchify(x, h, w, p, c)
