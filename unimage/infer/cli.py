@@ -55,6 +55,13 @@ def _add_image_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg-interval", dest="cfg_interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None)
     g.add_argument("--cfg-renorm-type", dest="cfg_renorm_type", choices=("global", "channel", "text_channel"))
     g.add_argument("--cfg-renorm-min", dest="cfg_renorm_min", type=float, default=None)
+    g.add_argument(
+        "--no-batch-cfg",
+        dest="batch_cfg",
+        action="store_false",
+        default=None,
+        help="run the CFG branches one after another instead of as one batched forward",
+    )
     g.add_argument("--height", dest="image_height", type=int, default=None, help="pixels (1024, clamped to the model)")
     g.add_argument("--width", dest="image_width", type=int, default=None)
     g.add_argument("--vae-max-size", dest="vae_max_size", type=int, default=None, help="context VAE copy (1024)")
@@ -87,6 +94,7 @@ _CONFIG_KEYS = (
     "cfg_interval",
     "cfg_renorm_type",
     "cfg_renorm_min",
+    "batch_cfg",
     "image_height",
     "image_width",
     "vae_max_size",

@@ -55,6 +55,8 @@ def test_sampling_flags(tmp_path):
     base = ["--dataset", "d", "--ckpt", "c", "--method", "m", "--mode", "a"]
     cfg = sampling_config(parser.parse_args([*base, "--steps", "7", "--cfg-interval", "0.1", "0.9", "--seed", "4"]))
     assert (cfg.num_timesteps, cfg.cfg_interval, cfg.seed, cfg.cfg_text_scale) == (7, (0.1, 0.9), 4, 3.0)
+    assert cfg.batch_cfg is True
+    assert sampling_config(parser.parse_args([*base, "--no-batch-cfg"])).batch_cfg is False
     (tmp_path / "config.yaml").write_text(
         "data:\n  images:\n    vae_max_size: 64\n    vae_min_size: 32\n    vit_max_size: 56\n    vit_min_size: 28\n"
     )
