@@ -14,6 +14,7 @@ Layout of an interleaved script (paper Fig. 3, left), one text segment per scrip
     [<Frame2>: … <Video2>: …]
     (keyframe 2 NOISY) (CLEAN) (ViT) …
     (last keyframe NOISY only)             nothing follows it, so its clean copies would be wasted
+    [] (an empty block)                    end of script: CE on ``<|im_end|>`` right after ``<|im_start|>``
 
 Markers (``<Extension>`` / ``<Continuation>``) are their own text segment at their place. With ``id_prompting``
 every copy of keyframe s carries the ID tokens of shot s: ``<FrameS>`` and the characters / environments its frame
@@ -30,6 +31,10 @@ Which text carries CE loss — everything the model must *write*, never what it 
   gives a context and a target; context blocks have no loss, target blocks have loss. For the unsplit ``full`` view the
   global entries also have loss (the model writes them from the prompt), only the ``<User>`` line has none;
 - pairs: the caption is a droppable conditioning text, then the image as a noisy VAE target.
+
+Every script whose text carries loss ends with an empty block with loss: its only CE target is ``<|im_end|>`` at the
+``<|im_start|>`` position. That is how the model learns when a script is finished; the Director reads an immediate
+``<|im_end|>`` at the start of a new block as "end of script" (``unimage.infer.grammar.SCRIPT_END``).
 
 Shape letters: H×W pixels.
 """
@@ -106,6 +111,9 @@ class ImageSeg:
 
 
 PlanSegment = TextSeg | ImageSeg
+
+#: The empty block that ends a script: its one CE target is ``<|im_end|>`` at the ``<|im_start|>`` position.
+END_OF_SCRIPT = TextSeg((), loss=True)
 
 
 @dataclass
@@ -303,6 +311,8 @@ class SegmentBuilder:
             if shot_no < len(shots) - 1:
                 segments += [ImageSeg("clean", shot_no, ids), ImageSeg("vit", shot_no, ids)]
             shot_no += 1
+        if text_loss:
+            segments.append(END_OF_SCRIPT)
         return PlannedSample(sample.id, "interleaved", segments, vae, vit)
 
     def text(self, sample: TextSample, view: TextView) -> PlannedSample:
@@ -321,6 +331,7 @@ class SegmentBuilder:
             offset += len(with_sep)
             loss = kind != "user" and (view.kind == "full" or not in_context)
             segments.append(self._text(text, loss=loss, droppable=False))
+        segments.append(END_OF_SCRIPT)  # every view's target runs to the end of the script
         return PlannedSample(sample.id, "text", segments, view=view.kind)
 
     @staticmethod

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unimage.data.manifest import Manifest
-from unimage.data.segments import ImageSeg, ImageSizes, SegmentBuilder, TextSeg, script_blocks
+from unimage.data.segments import END_OF_SCRIPT, ImageSeg, ImageSizes, SegmentBuilder, TextSeg, script_blocks
 from unimage.data.transforms import PreContextSplitting, SplittingConfig
 from unimage.model.config import get_config
 from unimage.model.packing import id_prompt_token_ids, pack
@@ -46,10 +46,11 @@ def test_interleaved_layout_loss_and_id_tokens(small_set):
     planned = _builder().interleaved(sample, text_loss=True)
     n = len(sample.structure.shots)
     kinds = [("T" if isinstance(s, TextSeg) else s.role[0].upper()) for s in planned.segments]
-    # user, globals, then (shot text, Noisy, Clean, Vit) per shot, the last shot without clean copies
-    assert "".join(kinds) == "TT" + "TNCV" * (n - 1) + "TN"
+    # user, globals, then (shot text, Noisy, Clean, Vit) per shot, the last shot without clean copies, then the end
+    assert "".join(kinds) == "TT" + "TNCV" * (n - 1) + "TN" + "T"
     texts = [s for s in planned.segments if isinstance(s, TextSeg)]
-    assert [t.loss for t in texts] == [False] + [True] * (n + 1)
+    assert [t.loss for t in texts] == [False] + [True] * (n + 1) + [True]
+    assert texts[-1] == END_OF_SCRIPT and texts[-1].token_ids == ()
     assert texts[0].droppable and not any(t.droppable for t in texts[1:])
     assert TOK.decode(texts[0].token_ids).startswith("<User>:")
     images = [s for s in planned.segments if isinstance(s, ImageSeg)]
@@ -94,11 +95,14 @@ def test_text_views_put_loss_on_the_target_only(small_set, kind):
         else:
             # The loss-bearing blocks are exactly the view's target (its blocks, without blank separators).
             assert loss_text.replace("\n", "") == view.target.replace("\n", "")
-            assert all(not t.loss for t in texts if TOK.decode(t.token_ids) in view.context)
+            assert all(not t.loss for t in texts if t.token_ids and TOK.decode(t.token_ids) in view.context)
         # CE labels of the packed batch decode to the loss-bearing blocks, each closed by <|im_end|>.
         batch = pack([planned.to_model_segments([])], get_config("tiny"))
         labels = TOK.decode(batch.ce_labels.tolist())
         assert labels.replace("<|im_end|>", "") == loss_text
+        # The script ends with an empty block: <|im_end|> is predicted right at its <|im_start|> (the last token).
+        assert texts[-1] == END_OF_SCRIPT and labels.endswith("<|im_end|><|im_end|>")
+        assert int(batch.ce_indexes[-1]) == batch.length - 2  # [..., <|im_start|>, <|im_end|>] of the end block
 
 
 def test_pair_caption_then_noisy_target_with_frame1_ids(small_set):
