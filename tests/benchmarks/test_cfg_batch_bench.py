@@ -15,6 +15,11 @@ which pays on a GPU; on CPU the GEMMs are compute-bound and attention runs one S
 (``AttentionLayout.per_doc``), so a ratio near 1 (above it only where per-call overhead dominates, as on ``tiny``)
 is the honest CPU result.
 
+Stories in lockstep (``test_seconds_per_keyframe_batched_stories``): keyframe k of 4 stories sampled by one
+``generate_images`` call (one forward per step over 4 stories × 3 branches) vs 4 ``generate_image`` calls (CFG
+batched in each), ``tiny`` at 128×128 on CPU (and ``small`` at 512×512 on CUDA). Each story has the same context
+length here, so the figure is the pure batching effect. Ratio = one-at-a-time / lockstep seconds per keyframe.
+
 Threads: ``UNIMAGE_BENCH_THREADS`` (default 1), as the other model benchmarks.
 """
 
@@ -28,8 +33,8 @@ import torch
 
 from unimage.model.cache import GuidanceContexts
 from unimage.model.config import get_config
-from unimage.model.generation import CfgOptions, generate_image
-from unimage.model.packing import CleanVaeImage, VitImage
+from unimage.model.generation import CfgOptions, ImageRequest, generate_image, generate_images
+from unimage.model.packing import CleanVaeImage, Segment, VitImage
 from unimage.model.unimage import UniMAGE
 
 THREADS = int(os.environ.get("UNIMAGE_BENCH_THREADS", "1"))
@@ -53,7 +58,7 @@ def _contexts(model: UniMAGE, device: torch.device) -> GuidanceContexts:
     text = lambda n: torch.randint(0, 256, (n,), generator=g).tolist()  # noqa: E731 (byte-level script text)
     side = 8 * cfg.latent_patch_size  # an 8×8-token earlier keyframe
     vit_px = 4 * cfg.vit.patch_size
-    images = [
+    images: list[Segment] = [
         CleanVaeImage(torch.randn(cfg.latent_channels, side, side, generator=g).to(device)),
         VitImage(torch.randn(3, vit_px, vit_px, generator=g).clamp(-1, 1).to(device)),
     ]
@@ -119,4 +124,68 @@ def test_seconds_per_keyframe_batched_vs_sequential_cfg(benchmark, size, px, dev
     print(
         f"\n{size} {px}x{px} on {device}, {STEPS} timesteps, context {ctx.full.length} tokens: "
         f"batched {batched:.3f} s/keyframe, sequential {seq:.3f} s/keyframe, ratio {seq / batched:.2f}"
+    )
+
+
+STORIES = 4
+
+
+def _time_stories(model: UniMAGE, ctx: GuidanceContexts, px: int, n: int, device: torch.device) -> float:
+    """Seconds per keyframe for STORIES keyframes, sampled n at a time in lockstep (n = 1: ``generate_image``)."""
+    gens = [torch.Generator().manual_seed(s) for s in range(STORIES)]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for first in range(0, STORIES, n):
+        if n == 1:
+            generate_image(
+                model,
+                ctx.full,
+                (px, px),
+                GUIDANCE,
+                ctx.cfg_text,
+                ctx.cfg_img,
+                num_timesteps=STEPS,
+                generator=gens[first],
+            )
+        else:
+            requests = [ImageRequest(ctx.full, ctx.cfg_text, ctx.cfg_img, generator=g) for g in gens[first : first + n]]
+            generate_images(model, requests, (px, px), GUIDANCE, num_timesteps=STEPS)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / STORIES
+
+
+@pytest.mark.parametrize(
+    ("size", "px", "device"), [("tiny", 128, "cpu"), pytest.param("small", 512, "cuda", marks=pytest.mark.gpu)]
+)
+def test_seconds_per_keyframe_batched_stories(benchmark, size, px, device):
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    with dev:
+        model = UniMAGE(get_config(size)).eval()
+    torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
+    with torch.no_grad():
+        ctx = _contexts(model, dev)
+    _time_stories(model, ctx, px, STORIES, dev)  # warm-up
+    single: list[float] = []
+    lockstep: list[float] = []
+
+    def run() -> None:
+        single.append(_time_stories(model, ctx, px, 1, dev))
+        lockstep.append(_time_stories(model, ctx, px, STORIES, dev))
+
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    one, many = min(single), min(lockstep)
+    benchmark.extra_info.update(
+        seconds_per_keyframe_batch_stories_1=one,
+        seconds_per_keyframe_batch_stories_4=many,
+        ratio_1_over_4=one / many,
+        context_tokens=ctx.full.length,
+    )
+    if dev.type == "cuda":
+        benchmark.extra_info["peak_cuda_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    print(
+        f"\n{size} {px}x{px} on {device}, {STEPS} timesteps, context {ctx.full.length} tokens: "
+        f"batch_stories=1 {one:.3f} s/keyframe, batch_stories={STORIES} {many:.3f} s/keyframe, ratio {one / many:.2f}"
     )

@@ -285,6 +285,14 @@ def configure_vistory(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root (default ./outputs)")
     parser.add_argument("--timestamp", default=None, help="write into this run folder (default: resume or new)")
     parser.add_argument("--stories", nargs="+", default=None, help="only these story ids")
+    parser.add_argument(
+        "--batch-stories",
+        dest="batch_stories",
+        type=int,
+        default=None,
+        metavar="N",
+        help="render N stories in lockstep, one batched forward per denoising step (default: 4 on CUDA, 1 on CPU)",
+    )
     _add_model_args(parser)
     _add_image_args(parser)
     parser.set_defaults(func=_guard(_run_vistory))
@@ -304,6 +312,7 @@ def _run_vistory(args: argparse.Namespace) -> int:
         timestamp=args.timestamp,
         stories=args.stories,
         progress=args.progress,
+        batch_stories=args.batch_stories,
     )
     print(
         f"{report.run_dir}: {len(report.generated)} generated, {len(report.skipped)} already done, "

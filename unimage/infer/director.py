@@ -42,7 +42,7 @@ from unimage.infer.config import SamplingConfig
 from unimage.infer.decoding import TokenStream, choose
 from unimage.infer.grammar import BLOCK_END, SCRIPT_END, ScriptGrammar, description_state
 from unimage.model.cache import GuidanceContexts
-from unimage.model.generation import CfgOptions, generate_image
+from unimage.model.generation import CfgOptions, ImageRequest, generate_image, generate_images
 from unimage.model.image_transforms import ImageTransform
 from unimage.model.packing import CleanVaeImage, Segment, VitImage, id_prompt_token_ids
 from unimage.model.vae import images_to_uint8
@@ -499,13 +499,7 @@ class Director:
 
         model, tok, cfg = self.model, self.tokenizer, self.config
         size = self.image_size()
-        guidance = CfgOptions(
-            text_scale=cfg.cfg_text_scale,
-            img_scale=cfg.cfg_img_scale,
-            interval=cfg.cfg_interval,
-            renorm_min=cfg.cfg_renorm_min,
-            renorm_type=cfg.cfg_renorm_type,
-        )
+        guidance = self._guidance()
         generator = torch.Generator().manual_seed(cfg.seed)
         contexts = GuidanceContexts()
         bar = tqdm(total=len(script.shots), desc="keyframes", unit="shot", disable=not progress, leave=False)
@@ -539,6 +533,58 @@ class Director:
                 yield image
         finally:
             bar.close()
+
+    @torch.no_grad()
+    def render_lockstep(self, scripts: Sequence[Script], seeds: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
+        """Render several scripts together: keyframe k of every script is denoised in one batched call.
+
+        A keyframe depends only on its own script's context, so keyframe k of all scripts that have a shot k are
+        sampled by one ``generate_images`` call (one forward per denoising step over scripts × CFG branches); a
+        script leaves the group when its last keyframe is done. Script i draws from its own generator seeded with
+        ``seeds[i]`` in the same order as ``with_config(seed=seeds[i]).render_iter(script)``, so its keyframes
+        equal that call's up to float summation order.
+
+        Args:
+            scripts: The scripts.
+            seeds: One seed per script.
+
+        Yields:
+            (script index, keyframe), round by round (keyframe 1 of every script, then keyframe 2, ...).
+
+        Raises:
+            ValueError: No VAE, or ``seeds`` does not match ``scripts``.
+        """
+        if self.vae is None:
+            raise ValueError("render() needs the VAE (load the checkpoint with its ae.safetensors)")
+        if len(seeds) != len(scripts):
+            raise ValueError(f"{len(seeds)} seeds for {len(scripts)} scripts")
+        model, tok, cfg = self.model, self.tokenizer, self.config
+        gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+        blocks = [iter(script_blocks(script)) for script in scripts]
+        contexts = [GuidanceContexts() for _ in scripts]
+        for k in range(max((len(s.shots) for s in scripts), default=0)):
+            live = [i for i, script in enumerate(scripts) if k < len(script.shots)]
+            for i in live:  # prefill each script's text up to and including its shot k
+                for kind, text in blocks[i]:
+                    contexts[i] = contexts[i].add_text(model, tok.encode(text))
+                    if kind == "shot":
+                        break
+            ids = {i: self.id_token_ids(scripts[i], k) for i in live}
+            requests = [
+                ImageRequest(contexts[i].full, contexts[i].cfg_text, contexts[i].cfg_img, ids[i], gens[i]) for i in live
+            ]
+            latents = generate_images(
+                model, requests, self.image_size(), self._guidance(), cfg.num_timesteps, cfg.timestep_shift
+            )
+            for i, lat in zip(live, latents):
+                image = self._decode(lat)
+                if k + 1 < len(scripts[i].shots):
+                    contexts[i] = contexts[i].add_images(model, self._image_segments(image, ids[i], gens[i]))
+                yield i, image
+
+    def _guidance(self) -> CfgOptions:
+        c = self.config
+        return CfgOptions(c.cfg_text_scale, c.cfg_img_scale, c.cfg_interval, c.cfg_renorm_min, c.cfg_renorm_type)
 
     def _decode(self, latents: torch.Tensor) -> Image.Image:
         assert self.vae is not None

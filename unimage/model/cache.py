@@ -111,21 +111,28 @@ class BranchBatch:
         return len(self.batch.sample_lens)
 
 
-def prepare_branches(model: UniMAGE, contexts: Sequence[Context], query: Sample) -> BranchBatch:
+def prepare_branches(
+    model: UniMAGE, contexts: Sequence[Context], query: Sample, queries: Sequence[Sample] | None = None
+) -> BranchBatch:
     """Pack ``query`` once per context and concatenate the caches, for a batched forward over all contexts.
 
     Costs one copy of the contexts' caches (the model's attention appends new keys to a single past tensor).
 
     Args:
         model: The model.
-        contexts: The n contexts (e.g. the CFG branches c, t̄, ī); branch d starts at ``contexts[d].next_position``.
+        contexts: The n contexts (e.g. the CFG branches c, t̄, ī, or those of several stories); branch d starts at
+            ``contexts[d].next_position``.
         query: Segments of the query block (the same tokens for every branch).
+        queries: One query per context instead (e.g. stories whose keyframes carry different ID tokens); their
+            noisy blocks must have the same size so that ``run_branches`` can take the latents branch-major.
     """
     if not contexts:
         raise ValueError("prepare_branches() needs at least one context")
+    if queries is not None and len(queries) != len(contexts):
+        raise ValueError(f"{len(queries)} queries for {len(contexts)} contexts")
     device = model.llm2vae.weight.device
-    n = len(contexts)
-    batch = pack([list(query)] * n, model.config, start_position=0)
+    samples = [list(q) for q in queries] if queries is not None else [list(query)] * len(contexts)
+    batch = pack(samples, model.config, start_position=0)
     offsets = torch.tensor([ctx.next_position for ctx in contexts])  # [n]
     batch = replace(
         batch,

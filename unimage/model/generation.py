@@ -17,6 +17,9 @@ and only if the text scale is > 1 (``combine_cfg`` has the arithmetic). With ``b
 branches of a step run as ONE forward: the query block is packed once per branch as separate documents over the
 concatenated caches, each document seeing only [its cache ++ its query] (``cache.prepare_branches``); the
 velocities equal the sequential ones up to float summation order. ``batch_cfg=False`` runs BAGEL's three forwards.
+``generate_images`` goes one step further: the images of several independent requests (e.g. keyframe k of several
+stories) are denoised in lockstep, all their branches as documents of one forward per step; each request keeps its
+own generator, so each image equals its ``generate_image`` result up to float summation order.
 
 Deviations: BAGEL decodes with batch 1 and draws noise from the global RNG; here one sample at a time too, and
 every random draw takes an explicit ``torch.Generator``. ``top_p`` is an addition (BAGEL samples from the full
@@ -36,7 +39,7 @@ from torch import Tensor
 
 from unimage.model.cache import BranchBatch, Context, prepare_branches, run_branches, run_cached
 from unimage.model.image_transforms import unpatchify
-from unimage.model.packing import NoisyVaeImage, PackedBatch, pack, pack_tokens
+from unimage.model.packing import NoisyVaeImage, PackedBatch, Segment, pack, pack_tokens
 from unimage.model.unimage import shift_timesteps
 
 if TYPE_CHECKING:
@@ -46,9 +49,11 @@ __all__ = [
     "EDIT_CFG",
     "T2I_CFG",
     "CfgOptions",
+    "ImageRequest",
     "combine_cfg",
     "flow_timesteps",
     "generate_image",
+    "generate_images",
     "generate_text",
     "sample_next_token",
 ]
@@ -334,3 +339,92 @@ def generate_image(
         v = combine_cfg(v_c, v_text, v_img, s_text, s_img, cfg.renorm_type, cfg.renorm_min)
         x = x - v * float(ts[i] - ts[i + 1])
     return unpatchify(x, h, w, p, c)
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image of a ``generate_images`` call: its guidance contexts, ID tokens and noise generator.
+
+    Attributes:
+        context: Full context c.
+        cfg_text_context: Context t̄ (required when the text scale is > 1).
+        cfg_img_context: Context ī (required when both scales are > 1).
+        id_token_ids: ID tokens of the frame (used only under ``config.id_prompting``).
+        generator: RNG of the initial noise (drawn exactly as ``generate_image`` draws it).
+    """
+
+    context: Context
+    cfg_text_context: Context | None = None
+    cfg_img_context: Context | None = None
+    id_token_ids: Sequence[int] = ()
+    generator: torch.Generator | None = None
+
+
+@torch.no_grad()
+def generate_images(
+    model: UniMAGE,
+    requests: Sequence[ImageRequest],
+    size: tuple[int, int],
+    cfg: CfgOptions | None = None,
+    num_timesteps: int = 50,
+    timestep_shift: float = 3.0,
+) -> list[Tensor]:
+    """Sample several same-size images in lockstep: one forward per denoising step over all requests' branches.
+
+    Inside the guidance interval the documents are (request r, branch b) for every active branch, request-major;
+    outside it only the c branches run. Batching pays off on a GPU (one larger forward instead of n·branches small
+    ones); the result of request r equals ``generate_image`` with its contexts and generator (up to summation order).
+
+    Args:
+        model: The model.
+        requests: The images to sample (at least one).
+        size: (H, W) in pixels of every image, multiples of ``config.latent_downsample``.
+        cfg: Guidance settings (None = no guidance).
+        num_timesteps: N (N−1 batched forwards).
+        timestep_shift: s of the sampling schedule.
+
+    Returns:
+        One [C, H/8, W/8] latent tensor per request, in order.
+    """
+    config = model.config
+    cfg = cfg or CfgOptions()
+    if not requests:
+        raise ValueError("generate_images() needs at least one request")
+    ds, p = config.latent_downsample, config.latent_patch_size
+    if size[0] % ds or size[1] % ds or min(size) <= 0:
+        raise ValueError(f"image size {size} must be positive multiples of {ds} pixels")
+    h, w = size[0] // ds, size[1] // ds  # latent tokens per side
+    if max(h, w) > config.max_latent_size:
+        raise ValueError(f"image size {size} needs {h}x{w} latent tokens, the table has {config.max_latent_size}")
+    device = model.llm2vae.weight.device
+    c = config.latent_channels
+    nb = 1 + (cfg.text_scale > 1) + (cfg.text_scale > 1 and cfg.img_scale > 1)  # branches per request: c, t̄, ī
+    guided_ctx: list[Context] = []
+    queries: list[list[Segment]] = []
+    for r, req in enumerate(requests):
+        query: list[Segment] = [NoisyVaeImage(torch.zeros(c, h * p, w * p), id_token_ids=req.id_token_ids)]
+        branch_ctx = [req.context, req.cfg_text_context, req.cfg_img_context][:nb]
+        missing = [name for ctx, name in zip(branch_ctx, ("c", "t̄", "ī")) if ctx is None]
+        if missing:
+            raise ValueError(f"request {r}: the guidance settings need its {', '.join(missing)} context")
+        guided_ctx += [ctx for ctx in branch_ctx if ctx is not None]
+        queries += [query] * nb
+    plain = prepare_branches(model, [req.context for req in requests], [], queries[::nb])
+    guided = prepare_branches(model, guided_ctx, [], queries) if nb > 1 else plain
+
+    xs = [torch.randn(h * w, config.patch_latent_dim, generator=req.generator) for req in requests]
+    x = torch.stack(xs).to(device, model.llm2vae.weight.dtype)  # [R, Nl, Pl]
+    ts = flow_timesteps(num_timesteps, timestep_shift)
+    for i in range(num_timesteps - 1):
+        t = float(ts[i])
+        s_text, s_img = cfg.active(t)
+        branches, k = (guided, nb) if s_text > 1 else (plain, 1)
+        inputs = x.repeat_interleave(k, dim=0).flatten(0, 1)  # [R·k·Nl, Pl], request-major
+        hidden = run_branches(model, branches, inputs, torch.full((inputs.shape[0],), t, device=device))
+        v = model.llm2vae(hidden[branches.batch.vae_indexes]).view(len(requests), k, h * w, -1)  # [R, k, Nl, Pl]
+        for r in range(len(requests)):
+            v_text = v[r, 1] if k > 1 else None
+            v_img = v[r, 2] if k > 2 else None
+            v_r = combine_cfg(v[r, 0], v_text, v_img, s_text, s_img, cfg.renorm_type, cfg.renorm_min)
+            x[r] = x[r] - v_r * float(ts[i] - ts[i + 1])
+    return [unpatchify(x[r], h, w, p, c) for r in range(len(requests))]
