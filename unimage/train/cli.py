@@ -100,7 +100,7 @@ class UniMAGECLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         if cfg.get("ckpt_path") is None and cfg.get("run_dir") is not None:
             last = Path(self.config[self.subcommand].checkpoint.dirpath) / "last.ckpt"
-            if last.is_file():
+            if last.exists():  # a file, or a folder (an FSDP sharded checkpoint)
                 cfg.ckpt_path = str(last)
 
 

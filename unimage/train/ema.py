@@ -42,6 +42,11 @@ class EMA(pl.Callback):
         self._sharded = False
 
     @staticmethod
+    def trainable_parameters(pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
+        """The parameters the EMA tracks, by the names its shadow uses (the local shards under FSDP)."""
+        return EMA._params(pl_module)
+
+    @staticmethod
     def _params(pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
         model = getattr(pl_module, "model", None)
         if model is None:
@@ -52,21 +57,37 @@ class EMA(pl.Callback):
         from lightning.pytorch.strategies import FSDPStrategy
 
         self._sharded = isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1
-        params = self._params(pl_module)
         if self._pending is not None:
-            state = self._pending
-            self._pending = None
-            shadow = state["shadow"]
-            if isinstance(shadow, list):  # one entry per rank (sharded strategies)
-                shadow = shadow[trainer.global_rank]
-            bad = sorted(set(shadow) ^ set(params))
-            if bad:
-                raise ValueError(f"EMA state does not match the trainable parameters: {bad[:8]}")
-            self.shadow = {n: shadow[n].to(params[n].device, torch.float32) for n in params}
-            self.num_updates = int(state["num_updates"])
-            self._last_step = trainer.global_step
+            self._restore(trainer, pl_module)
             return
+        params = self._params(pl_module)
         self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
+        self._last_step = trainer.global_step
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Take a checkpoint's state that arrived after ``on_fit_start``.
+
+        Strategies with ``restore_checkpoint_after_setup`` (FSDP) restore callback states only after ``on_fit_start``
+        has run; the fresh shadow made there is then replaced here, before the first step.
+        """
+        if self._pending is not None:
+            self._restore(trainer, pl_module)
+
+    def _restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self._pending is not None
+        state = self._pending
+        self._pending = None
+        params = self._params(pl_module)
+        shadow = state["shadow"]
+        if isinstance(shadow, list):  # one entry per rank (sharded strategies)
+            if len(shadow) != trainer.world_size:
+                raise ValueError(f"EMA state was saved by {len(shadow)} ranks; this run has {trainer.world_size}")
+            shadow = shadow[trainer.global_rank]
+        bad = sorted(set(shadow) ^ set(params))
+        if bad:
+            raise ValueError(f"EMA state does not match the trainable parameters: {bad[:8]}")
+        self.shadow = {n: shadow[n].to(params[n].device, torch.float32) for n in params}
+        self.num_updates = int(state["num_updates"])
         self._last_step = trainer.global_step
 
     @torch.no_grad()

@@ -5,6 +5,9 @@ the Director and the public BAGEL tooling read: ``ema.safetensors`` (the EMA wei
 else the raw weights), ``ae.safetensors``, the json configs (with ``id_prompting`` etc.) and the tokenizer files of
 the initial checkpoint (none for the offline byte tokenizer of tiny configs). It is written into a temporary sibling
 folder and renamed into place, so a killed export never leaves a half directory under the final name.
+
+Under FSDP (``UniMAGEFSDPStrategy``) the callback gathers the full (EMA) weights onto rank 0 at the end of ``fit``
+(``gather_sharded_state``; every rank takes part), so a sharded run exports the same directory a DDP run does.
 """
 
 from __future__ import annotations
@@ -19,16 +22,24 @@ import lightning.pytorch as pl
 import torch
 
 from unimage.model.checkpoint import build_model_on_meta, save_bagel_dir
+from unimage.model.vae import FluxVAE
 from unimage.train.ema import EMA
 
-__all__ = ["BagelExport", "export_checkpoint", "export_module"]
+__all__ = ["BagelExport", "export_checkpoint", "export_module", "gather_sharded_state"]
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
 
 
-def export_module(pl_module: Any, out_dir: str | Path, ema: EMA | None = None, dtype: str | None = None) -> Path:
+def export_module(
+    pl_module: Any,
+    out_dir: str | Path,
+    ema: EMA | None = None,
+    dtype: str | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+    vae: FluxVAE | None = None,
+) -> Path:
     """Write ``pl_module.model`` (with ``ema``'s weights when given) as a BAGEL-layout directory.
 
     Args:
@@ -36,6 +47,9 @@ def export_module(pl_module: Any, out_dir: str | Path, ema: EMA | None = None, d
         out_dir: Target directory (replaced atomically).
         ema: The EMA callback whose shadow weights to export.
         dtype: ``bf16`` / ``fp32`` cast of the saved tensors (None keeps them).
+        state: The full model state dict to write instead of ``pl_module.model``'s (and ``ema``'s): what
+            ``gather_sharded_state`` returns under FSDP.
+        vae: The VAE to write instead of ``pl_module.vae`` (a full copy under FSDP).
 
     Returns:
         The directory.
@@ -44,14 +58,19 @@ def export_module(pl_module: Any, out_dir: str | Path, ema: EMA | None = None, d
         raise RuntimeError("export: the module has no model (configure_model did not run)")
     if dtype is not None and dtype not in _DTYPES:
         raise ValueError(f"export dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    state = ema.averaged_state_dict(pl_module) if ema is not None and ema.shadow else dict(pl_module.model.state_dict())
+    if state is None:
+        use_ema = ema is not None and bool(ema.shadow)
+        state = (
+            ema.averaged_state_dict(pl_module) if ema is not None and use_ema else dict(pl_module.model.state_dict())
+        )
     model = build_model_on_meta(pl_module.model_config)
     model.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True, assign=True)
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    vae = pl_module.vae.cpu() if pl_module.vae is not None else None
+    if vae is None and pl_module.vae is not None:
+        vae = pl_module.vae.cpu()
     save_bagel_dir(model, tmp, vae=vae, tokenizer_dir=pl_module.tokenizer_dir, dtype=_DTYPES.get(dtype or ""))
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -91,6 +110,44 @@ def export_checkpoint(
     return export_module(module, out_dir, ema, dtype)
 
 
+def gather_sharded_state(
+    trainer: pl.Trainer, pl_module: Any, ema: EMA | None
+) -> tuple[dict[str, torch.Tensor], FluxVAE] | None:
+    """Gather the full model state (EMA weights when ``ema`` is given) and the VAE from an FSDP run; every rank
+    must call it (it all-gathers), rank 0 gets them, the other ranks None.
+
+    The EMA shadow mirrors each rank's local parameter shard exactly (``use_orig_params=True``), so it is copied
+    into the shards, the full state dict is gathered through FSDP (onto rank 0's CPU), and the trained shards are
+    put back.
+    """
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    root = trainer.strategy.model
+    assert root is not None
+    saved: dict[str, torch.Tensor] = {}
+    params = EMA.trainable_parameters(pl_module) if ema is not None and ema.shadow else {}
+    try:
+        with torch.no_grad():
+            for name, p in params.items():
+                saved[name] = p.detach().clone()
+                p.detach().copy_(ema.shadow[name].to(p.dtype).view_as(p))  # type: ignore[union-attr]
+        config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+        with FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT, config):
+            full = root.state_dict()
+    finally:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.detach().copy_(saved[name])
+    if not trainer.is_global_zero:
+        return None
+    model_state = {k.removeprefix("model."): v for k, v in full.items() if k.startswith("model.")}
+    with torch.device("cpu"):
+        vae = FluxVAE(pl_module.model_config.vae)
+    vae.load_state_dict({k.removeprefix("vae."): v for k, v in full.items() if k.startswith("vae.")}, strict=True)
+    return model_state, vae
+
+
 class BagelExport(pl.Callback):
     """At the end of ``fit``, export the (EMA) weights and write ``train_status.json``.
 
@@ -109,18 +166,17 @@ class BagelExport(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from lightning.pytorch.strategies import FSDPStrategy
 
-        if isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1:
-            logger.warning(
-                "BagelExport: parameters are sharded (FSDP); consolidate the last checkpoint "
-                "(python -m lightning.pytorch.utilities.consolidate_checkpoint) and export it with "
-                "unimage.train.export.export_checkpoint instead"
-            )
-            return
-        if not trainer.is_global_zero:
-            return
         ema = next((c for c in trainer.callbacks if isinstance(c, EMA)), None) if self.use_ema else None  # type: ignore[attr-defined]
         out = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoints" / "export"
-        self.exported = export_module(pl_module, out, ema, self.dtype)
+        if isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1:
+            gathered = gather_sharded_state(trainer, pl_module, ema)  # every rank takes part
+            if gathered is not None:
+                self.exported = export_module(pl_module, out, dtype=self.dtype, state=gathered[0], vae=gathered[1])
+            trainer.strategy.barrier("bagel_export")
+        elif trainer.is_global_zero:
+            self.exported = export_module(pl_module, out, ema, self.dtype)
+        if not trainer.is_global_zero:
+            return
         write_status = getattr(pl_module, "write_status", None)
         if write_status is not None:
             write_status(self.exported)
