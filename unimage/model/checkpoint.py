@@ -402,10 +402,7 @@ def build_model_on_meta(config: ModelConfig) -> UniMAGE:
 
 def _finish_buffers(model: UniMAGE, device: torch.device | str) -> None:
     """Materialise what the checkpoint does not hold (RoPE ``inv_freq``) and check nothing is left on meta."""
-    from unimage.model.mot import rope_inv_freq
-
-    llm = model.config.llm
-    model.language_model.model.inv_freq = rope_inv_freq(llm.head_dim, llm.rope_theta).to(device)
+    model.reset_rope(device)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise RuntimeError(f"tensors left on the meta device after loading: {left[:10]}")

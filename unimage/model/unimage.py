@@ -117,11 +117,14 @@ class UniMAGE(nn.Module):
 
         Call after materialising a model built on the meta device (``inv_freq`` is not in the checkpoint).
         """
-        lm = self.language_model.model
-        device = self.llm2vae.weight.device
-        lm.inv_freq = rope_inv_freq(self.config.llm.head_dim, self.config.llm.rope_theta).to(device)
+        self.reset_rope(self.llm2vae.weight.device)
         self.latent_pos_embed.reset_table()
         self.vit_pos_embed.reset_table()
+
+    def reset_rope(self, device: torch.device | str) -> None:
+        """Recompute RoPE ``inv_freq`` on ``device``: a non-persistent buffer, never in a checkpoint."""
+        llm = self.config.llm
+        self.language_model.model.inv_freq = rope_inv_freq(llm.head_dim, llm.rope_theta).to(device)
 
     def attention_backend(self, device: torch.device | None = None) -> ResolvedBackend:
         """The config's backend resolved for ``device`` (the parameters' device by default)."""

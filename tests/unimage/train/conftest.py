@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from unimage.data.packer import PackerConfig
 from unimage.data.segments import ImageSizes
@@ -44,3 +48,38 @@ def data_section(synth: Path) -> dict:
         },
         "images": {"vae_max_size": 32, "vae_min_size": 16, "vit_max_size": 28, "vit_min_size": 14},
     }
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def two_process_config(synth: Path) -> dict:
+    """A tiny icl (2 steps) → del (1 step) run on 2 CPU processes with DDP; tests swap the strategy."""
+    return {
+        "model": {"size": "tiny", "icl_steps": 2, "del_steps": 1, "lr": 1e-3, "attention_backend": "sdpa"},
+        "data": data_section(synth),
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 2,
+            "strategy": "ddp_find_unused_parameters_true",
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
+    }
+
+
+def run_fit(cfg: dict, run_dir: Path, *overrides: str) -> None:
+    """Run ``unimage.train.cli fit`` in a subprocess (multi-process strategies spawn their own ranks)."""
+    cfg_path = run_dir.with_suffix(".yaml")
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "unimage.train.cli", "fit", "--config", str(cfg_path), "--run_dir", str(run_dir)]
+    proc = subprocess.run(
+        [*cmd, *overrides],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from tests.unimage.train.conftest import data_section
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.unimage.train.conftest import run_fit, two_process_config
 
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(tiny_set, tmp_path):
-    cfg = {
-        "model": {"size": "tiny", "icl_steps": 2, "del_steps": 1, "lr": 1e-3, "attention_backend": "sdpa"},
-        "data": data_section(tiny_set),
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 2,
-            "strategy": "ddp_find_unused_parameters_true",
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        },
-        "checkpoint": {"every_n_train_steps": 3},
-    }
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg = two_process_config(tiny_set)
+    cfg["checkpoint"] = {"every_n_train_steps": 3}
     run_dir = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "unimage.train.cli", "fit", "--config", str(cfg_path), "--run_dir", str(run_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run_fit(cfg, run_dir)
     rank0 = [json.loads(r) for r in (run_dir / "batches.jsonl").read_text().splitlines()]
     rank1 = [json.loads(r) for r in (run_dir / "batches.rank1.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rank0] == [r["step"] for r in rank1] == [0, 1, 2]

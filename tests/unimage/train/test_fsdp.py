@@ -10,46 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from tests.unimage.train.conftest import data_section
+from tests.unimage.train.conftest import run_fit, two_process_config
 
-REPO = Path(__file__).resolve().parents[3]
 FSDP = {"class_path": "unimage.train.strategy.UniMAGEFSDPStrategy", "init_args": {"sharding_strategy": "FULL_SHARD"}}
-
-
-def _fit(cfg: dict, run_dir: Path, *overrides: str) -> None:
-    cfg_path = run_dir.with_suffix(".yaml")
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unimage.train.cli",
-            "fit",
-            "--config",
-            str(cfg_path),
-            "--run_dir",
-            str(run_dir),
-            *overrides,
-        ],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -67,26 +38,16 @@ def test_two_process_fsdp_on_cpu_matches_ddp_and_resumes(tiny_set, tmp_path):
 
     from unimage.model.checkpoint import load_bagel_dir
 
-    cfg = {
-        "model": {"size": "tiny", "icl_steps": 2, "del_steps": 1, "lr": 1e-3, "attention_backend": "sdpa"},
-        "data": data_section(tiny_set),
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 2,
-            "strategy": "ddp_find_unused_parameters_true",
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        },
+    cfg = two_process_config(tiny_set) | {
         "checkpoint": {"every_n_train_steps": 2},
         "ema": {"decay": 0.5},  # far from both the initial and the final weights after 3 steps
     }
     ddp = tmp_path / "ddp"
-    _fit(cfg, ddp)
+    run_fit(cfg, ddp)
 
     cfg["trainer"]["strategy"] = FSDP
     fsdp = tmp_path / "fsdp"
-    _fit(cfg, fsdp, "--trainer.max_steps", "2")  # stop after the icl stage
+    run_fit(cfg, fsdp, "--trainer.max_steps", "2")  # stop after the icl stage
 
     # A sharded checkpoint: one file per rank, each holding about half of every model tensor's elements.
     last = fsdp / "checkpoints" / "last.ckpt"
@@ -105,7 +66,7 @@ def test_two_process_fsdp_on_cpu_matches_ddp_and_resumes(tiny_set, tmp_path):
     assert not json.loads((fsdp / "train_status.json").read_text())["complete"]
     got_loss = _losses(fsdp)  # the resumed run starts a new metrics.csv
 
-    _fit(cfg, fsdp, "--trainer.max_steps", "3")  # resumes from the sharded last.ckpt for the del step
+    run_fit(cfg, fsdp, "--trainer.max_steps", "3")  # resumes from the sharded last.ckpt for the del step
 
     # Same data order on both ranks as DDP, the resumed step included.
     for name in ("batches.jsonl", "batches.rank1.jsonl"):
