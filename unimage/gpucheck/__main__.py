@@ -1,0 +1,5 @@
+"""`python -m unimage.gpucheck --out DIR`."""
+
+from unimage.gpucheck.cli import main
+
+raise SystemExit(main())
