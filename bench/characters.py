@@ -10,6 +10,10 @@
 Detection and encoding are batched over all the images / crops of several stories at once (the caller passes a
 chunk of stories); reference features are computed once per (story, encoder) and cached in memory.
 
+Official quirks are reproduced by default and corrected by ``fixes`` (:mod:`bench.quirks`): Era A's
+``gpt_eval.py`` matcher and crops (``gpt-eval-matching``, ``gpt-eval-crops``), top-k before dropping empty boxes
+(``drop-empty-boxes-first``), CIDS references read as ``**/*.jpg`` only (``cids-all-ref-formats``).
+
 Deviations from the official code, on purpose: a crop with no face keeps its row (invalid) instead of being
 dropped, so feature row k always belongs to box k (the Era A/B misalignment bug is not reproduced); each
 character's similarity row uses its own encoder (the official greedy loop uses the encoder of the character being
@@ -18,7 +22,7 @@ matched for every row, identical whenever a story's characters share a tag, whic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,7 +40,7 @@ from bench.backbones.base import (
 )
 from bench.dataset import Shot, Story
 from bench.functional._common import Era
-from bench.functional.matching import greedy_match, hungarian_match
+from bench.functional.matching import greedy_match, greedy_match_gpt_eval, hungarian_match
 from bench.outputs import StoryOutputs
 
 Profile = Literal["cids", "clip_all"]
@@ -86,11 +90,12 @@ class StoryMatches:
 class CharacterMatcher:
     """Computes reference features and per-shot matches for chunks of stories with one backbone bundle."""
 
-    def __init__(self, backbones: Backbones, era: Era, batch_size: int = 16) -> None:
-        """Args: backbones (detector and identity encoders), era (caption, box selection, matcher), batch_size."""
+    def __init__(self, backbones: Backbones, era: Era, batch_size: int = 16, fixes: Iterable[str] = ()) -> None:
+        """Args: backbones, era (caption, box selection, matcher), batch_size, fixes (``bench.quirks`` switches)."""
         self.backbones = backbones
         self.era = era
         self.batch_size = batch_size
+        self.fixes = frozenset(fixes)
         self.caption = detector_caption(era)
         self._refs: dict[tuple[str, str], IdentityFeatures] = {}
         self._ref_images: dict[tuple[str, str], list[Image.Image]] = {}
@@ -124,9 +129,27 @@ class CharacterMatcher:
         cache_key = (f"{story.story_id}/{key}", encoder.name)
         if cache_key in self._refs:
             return self._refs[cache_key]
-        images = [load_rgb(p) for p in story.characters[key].ref_images]
+        char = story.characters[key]
+        # Official CIDS globs '**/*.jpg' only; the prompt-alignment path reads the dataset loader's list.
+        paths = char.ref_images if profile == "clip_all" or "cids-all-ref-formats" in self.fixes else char.jpg_refs
+        images = [load_rgb(p) for p in paths]
         dets = self.detect(images) if images else []
-        used = [d.top(1).crops(im)[0] for im, d in zip(images, dets) if len(d) > 0]
+        if self._gpt_eval(profile) and "gpt-eval-crops" not in self.fixes:
+            # gpt_eval.py: the first box of the detector's own order, unclipped; no fallback to the full image.
+            used = [c[0] for im, d in zip(images, dets) if (c := d.raw_crops(im))]
+            feats = self.encode(encoder, used) if used else None
+            if feats is None or not bool(feats.any_valid.any()):
+                raise CharacterReferenceError(
+                    f"story {story.story_id}: character {key!r}: no box in any reference image (Era A prompt "
+                    "alignment has no full-image fallback; --fix gpt-eval-crops adds it)"
+                )
+            self._refs[cache_key], self._ref_images[cache_key] = feats, used
+            return feats
+        if "drop-empty-boxes-first" in self.fixes:
+            picks = [d.top(1) for d in dets]
+        else:
+            picks = [d.top_then_drop(1, *im.size) for im, d in zip(images, dets)]
+        used = [p.crops(im)[0] for im, p in zip(images, picks) if len(p) > 0]
         feats = self.encode(encoder, used) if used else None
         if feats is None or not bool(feats.any_valid.any()):
             used = images  # official fallback: the full reference images
@@ -139,6 +162,10 @@ class CharacterMatcher:
         self._refs[cache_key] = feats.select(valid)
         self._ref_images[cache_key] = [im for im, v in zip(used, valid.tolist()) if v]
         return self._refs[cache_key]
+
+    def _gpt_eval(self, profile: Profile) -> bool:
+        """Era A's prompt-alignment copy of the matcher (`gpt_eval.py`), with its own crops and greedy loop."""
+        return profile == "clip_all" and self.era == "A"
 
     def match(self, stories: Sequence[Story], outputs: Sequence[StoryOutputs], profile: Profile) -> list[StoryMatches]:
         """Detect, encode and match every paired shot of several stories, batching across stories."""
@@ -158,8 +185,15 @@ class CharacterMatcher:
             ]
             listed[(si, shot)] = keys
             n_listed = len(_shot(story, shot).character_keys)
-            chosen = det if profile == "clip_all" or self.era == "C" else det.top(min(len(det), n_listed))
-            candidates[(si, shot)] = (det, chosen.crops(im))
+            if self._gpt_eval(profile) and "gpt-eval-crops" not in self.fixes:
+                crops = det.raw_crops(im)
+            elif profile == "clip_all" or self.era == "C":
+                crops = det.crops(im)
+            elif "drop-empty-boxes-first" in self.fixes:
+                crops = det.top(min(len(det), n_listed)).crops(im)
+            else:  # official A/B CIDS: top-k of every box by score, then the empty ones dropped
+                crops = det.top_then_drop(min(det.n_raw, n_listed), *im.size).crops(im)
+            candidates[(si, shot)] = (det, crops)
         by_encoder: dict[str, tuple[IdentityEncoder, list[tuple[int, int]]]] = {}
         for (si, shot), keys in listed.items():
             for key in keys:
@@ -197,8 +231,13 @@ class CharacterMatcher:
                 rows.append(identity_similarity(feats, refs).max(dim=1).values)  # [N]
                 valids.append(feats.any_valid)
             sim, valid = torch.stack(rows), torch.stack(valids)  # [E, N]
-            matcher = hungarian_match if (self.era == "C" and profile == "cids") else greedy_match
-            for key, box, row in zip(keys, matcher(sim, valid), sim):
+            if self.era == "C" and profile == "cids":
+                boxes = hungarian_match(sim, valid)
+            elif self._gpt_eval(profile) and "gpt-eval-matching" not in self.fixes:
+                boxes = greedy_match_gpt_eval(sim, keys)
+            else:
+                boxes = greedy_match(sim, valid)
+            for key, box, row in zip(keys, boxes, sim):
                 if box is not None:
                     sm.matched[key] = box
                     sm.scores[key] = float(row[box])

@@ -16,11 +16,15 @@ Schema and quirks follow `reference/vistorybench.md` §1 (the official loader
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from bench.issues import MAX_SHOT_INDEX, Issue, display_path, is_utf8_name, outside
 
 Lang = Literal["en", "ch"]
 Split = Literal["full", "lite"]
@@ -58,6 +62,12 @@ class Character:
     name: str
     prompt: str
     ref_images: tuple[Path, ...]
+    cids_refs: tuple[Path, ...] | None = None
+
+    @property
+    def jpg_refs(self) -> tuple[Path, ...]:
+        """The references official CIDS reads: ``glob('**/*.jpg', recursive=True)``, sorted (quirk ``cids-all-ref-formats``)."""
+        return self.ref_images if self.cids_refs is None else self.cids_refs
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class Story:
     shots: tuple[Shot, ...]
     characters: dict[str, Character] = field(default_factory=dict)
     path: Path | None = None
+    issues: tuple[Issue, ...] = ()
 
     def first_ref(self, key: str) -> Path | None:
         """The first reference image (sorted by name) of character ``key``, or None if it has none."""
@@ -92,11 +103,47 @@ class Story:
 
 def story_ids(root: str | Path) -> list[str]:
     """Numeric story folders under ``root`` that contain a ``story.json``, sorted numerically."""
+    return scan_story_ids(root)[0]
+
+
+def scan_story_ids(root: str | Path) -> tuple[list[str], list[Issue]]:
+    """:func:`story_ids` plus an :class:`~bench.issues.Issue` for every folder left out and why.
+
+    A numeric folder without ``story.json`` (``missing_story_json``), a name that is not UTF-8 (``non_utf8_name``)
+    and a story folder linked from outside the dataset (``symlink_outside``) are skipped and reported.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root is not a directory")
-    ids = [p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / "story.json").is_file()]
-    return sorted(ids, key=int)
+    ids: list[str] = []
+    issues: list[Issue] = []
+    for p in sorted(root.iterdir()):
+        if not is_utf8_name(p.name):
+            issues.append(
+                Issue(None, "non_utf8_name", "dataset entry name is not valid UTF-8; skipped", None, display_path(p))
+            )
+            continue
+        if not (p.is_dir() and p.name.isdigit()):
+            continue
+        if outside(p, root):
+            issues.append(
+                Issue(
+                    p.name, "symlink_outside", "story folder links out of the dataset; skipped", None, display_path(p)
+                )
+            )
+        elif not (p / "story.json").is_file():
+            issues.append(
+                Issue(
+                    p.name,
+                    "missing_story_json",
+                    "story folder has no story.json; skipped",
+                    None,
+                    display_path(p / "story.json"),
+                )
+            )
+        else:
+            ids.append(p.name)
+    return sorted(ids, key=int), issues
 
 
 def split_ids(root: str | Path, split: Split = "full") -> list[str]:
@@ -138,10 +185,70 @@ def load_story(root: str | Path, story_id: str, lang: str = "en") -> Story:
         raise DatasetError(f"{path}: top level must be an object, got {type(data).__name__}")
 
     story_type = _lang_text(data.get("Story_type", {"en": "", "ch": ""}), lang, path, "Story_type")
-    characters = _parse_characters(_require(data, "Characters", dict, path, "Characters"), story_dir, lang, path)
+    issues: list[Issue] = []
+    characters = _parse_characters(
+        _require(data, "Characters", dict, path, "Characters"), story_dir, lang, path, Path(root), issues
+    )
     raw_shots = _require(data, "Shots", list, path, "Shots")
-    shots = tuple(_parse_shot(raw, i, lang, path) for i, raw in enumerate(raw_shots))
-    return Story(story_id=story_id, lang=lang, story_type=story_type, shots=shots, characters=characters, path=path)
+    shots = _check_shots(
+        [_parse_shot(raw, i, lang, path) for i, raw in enumerate(raw_shots)], characters, story_id, path, issues
+    )
+    return Story(
+        story_id=story_id,
+        lang=lang,
+        story_type=story_type,
+        shots=shots,
+        characters=characters,
+        path=path,
+        issues=tuple(issues),
+    )
+
+
+def _check_shots(
+    shots: list[Shot], characters: dict[str, Character], story_id: str, path: Path, issues: list[Issue]
+) -> tuple[Shot, ...]:
+    """Report unknown characters and absurd indexes; drop (and report) a shot whose index was already used."""
+    kept: list[Shot] = []
+    seen: set[int] = set()
+    where = display_path(path)
+    for shot in shots:
+        if shot.index in seen:
+            issues.append(
+                Issue(
+                    story_id,
+                    "duplicate_shot_index",
+                    f"shot index {shot.index} used again; this later shot is dropped",
+                    shot.index,
+                    where,
+                )
+            )
+            continue
+        seen.add(shot.index)
+        if not 1 <= shot.index <= MAX_SHOT_INDEX:
+            issues.append(
+                Issue(
+                    story_id,
+                    "absurd_shot_index",
+                    f"shot index {shot.index} is outside 1..{MAX_SHOT_INDEX}"
+                    "; kept, but no image file can be paired with it by number",
+                    shot.index,
+                    where,
+                )
+            )
+        for key in dict.fromkeys(shot.character_keys):
+            if key not in characters:
+                issues.append(
+                    Issue(
+                        story_id,
+                        "unknown_character",
+                        f"'Characters Appearing' lists {key!r}, which is "
+                        "not in 'Characters'; it counts in E but is never matched",
+                        shot.index,
+                        where,
+                    )
+                )
+        kept.append(shot)
+    return tuple(kept)
 
 
 def load_dataset(
@@ -173,7 +280,9 @@ def _lang_text(value: Any, lang: str, path: Path, where: str) -> str:
     return text
 
 
-def _parse_characters(raw: dict[str, Any], story_dir: Path, lang: str, path: Path) -> dict[str, Character]:
+def _parse_characters(
+    raw: dict[str, Any], story_dir: Path, lang: str, path: Path, root: Path, issues: list[Issue]
+) -> dict[str, Character]:
     chars: dict[str, Character] = {}
     for key, entry in raw.items():
         where = f"Characters.{key}"
@@ -186,20 +295,56 @@ def _parse_characters(raw: dict[str, Any], story_dir: Path, lang: str, path: Pat
         prompt = entry.get(f"prompt_{lang}", "")
         if not isinstance(prompt, str):
             raise DatasetError(f"{path}: field {where}.prompt_{lang} must be a string")
+        folder = story_dir / "image" / key
+        refs = _ref_images(folder, root, story_dir.name, issues)
         chars[key] = Character(
-            key=key, tag=tag, name=name, prompt=prompt, ref_images=_ref_images(story_dir / "image" / key)
+            key=key, tag=tag, name=name, prompt=prompt, ref_images=refs, cids_refs=_jpg_refs(folder, root, refs)
         )
     return chars
 
 
-def _ref_images(folder: Path) -> tuple[Path, ...]:
+def _ref_images(folder: Path, root: Path, story_id: str, issues: list[Issue]) -> tuple[Path, ...]:
+    """Reference images (png/jpg/jpeg, sorted by name); undecodable names and links out of the dataset reported."""
     if not folder.is_dir():
         return ()
-    return tuple(
-        sorted(
-            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in REF_EXTENSIONS), key=lambda p: p.name
-        )
-    )
+    found: list[Path] = []
+    for p in folder.iterdir():
+        if not is_utf8_name(p.name):
+            issues.append(
+                Issue(
+                    story_id, "non_utf8_name", "reference image name is not valid UTF-8; skipped", None, display_path(p)
+                )
+            )
+        elif p.is_file() and p.suffix.lower() in REF_EXTENSIONS:
+            if outside(p, root):
+                issues.append(
+                    Issue(
+                        story_id,
+                        "symlink_outside",
+                        "reference image links out of the dataset; skipped",
+                        None,
+                        display_path(p),
+                    )
+                )
+            else:
+                found.append(p)
+    return tuple(sorted(found, key=lambda p: p.name))
+
+
+def _jpg_refs(folder: Path, root: Path, safe: tuple[Path, ...]) -> tuple[Path, ...]:
+    """What official CIDS globs: ``<folder>/**/*.jpg`` (case-sensitive, recursive), sorted as strings."""
+    if not folder.is_dir():
+        return ()
+    direct = {p.name for p in safe}
+    out = []
+    for name in sorted(glob.glob(os.path.join(glob.escape(str(folder)), "**", "*.jpg"), recursive=True)):
+        p = Path(name)
+        if p.parent == folder and p.name not in direct:
+            continue  # skipped above (not UTF-8, or a link out of the dataset), already reported
+        if p.parent != folder and (not is_utf8_name(name) or outside(p, root)):
+            continue
+        out.append(p)
+    return tuple(out)
 
 
 def _parse_shot(raw: Any, position: int, lang: str, path: Path) -> Shot:

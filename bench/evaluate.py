@@ -31,13 +31,15 @@ import torch
 from bench.backbones import components_for
 from bench.backbones.base import Backbones
 from bench.characters import CharacterMatcher
-from bench.dataset import Split, load_story, split_ids
+from bench.dataset import LITE_IDS, Split, load_story, scan_story_ids
 from bench.functional import aggregate_cids, alignment, check_era, inception_score, mean_over_stories
 from bench.functional._common import Era
+from bench.issues import Issue, count_issues
 from bench.judge.base import Judge
-from bench.outputs import OutputIssue, Pairing, RunDir, find_run, read_story_outputs
+from bench.outputs import TIMESTAMP_RE, OutputIssue, Pairing, RunDir, find_run, read_story_outputs
+from bench.quirks import QUIRKS, active_fixes, check_fixes
 from bench.results import UnitStore, write_json, write_jsonl
-from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record
+from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record, story_cids_mean
 
 METRICS: tuple[str, ...] = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
 NEEDS_JUDGE: tuple[str, ...] = ("prompt_align",)
@@ -57,11 +59,14 @@ class EvalConfig:
         era: metric conventions ``A`` (paper Table 1, default), ``B`` or ``C``.
         metrics: subset of :data:`METRICS`.
         timestamp: outputs run timestamp; None = latest.
-        pairing: image↔shot pairing; None = by era (positional for A/B, index for C).
+        pairing: image↔shot pairing; None = by era (positional for A, by file number for B/C, as officially);
+            any other choice makes the row non-comparable.
         out: results folder; None = ``<outputs>/../bench_results/<method>/<mode>/<lang>/<ts>-era<E>-<split>``.
         batch_size: images per backbone call.
         chunk_images: images per resume chunk (stories are grouped until this many images).
         progress: show tqdm bars.
+        fixes: ``bench.quirks`` switches that replace an official quirk by the corrected behaviour; any active
+            one makes the row non-comparable.
     """
 
     dataset: Path
@@ -78,9 +83,11 @@ class EvalConfig:
     batch_size: int = 16
     chunk_images: int = 64
     progress: bool = True
+    fixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_era(self.era)
+        object.__setattr__(self, "fixes", check_fixes(self.fixes))
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
@@ -90,7 +97,17 @@ class EvalConfig:
     @property
     def resolved_pairing(self) -> Pairing:
         """Pairing actually used."""
-        return self.pairing or ("index" if self.era == "C" else "positional")
+        return self.pairing or self.official_pairing
+
+    @property
+    def official_pairing(self) -> Pairing:
+        """The era's official pairing: positional in Era A, by file number in B (e67e43e) and C."""
+        return "positional" if self.era == "A" else "index"
+
+    @property
+    def active_fixes(self) -> tuple[str, ...]:
+        """The ``fixes`` that change something in this era."""
+        return active_fixes(self.fixes, self.era)
 
 
 @dataclass
@@ -128,17 +145,19 @@ def evaluate(cfg: EvalConfig, backbones: Backbones, judge: Judge | None = None) 
     run = find_run(cfg.outputs, cfg.method, cfg.mode, cfg.lang, cfg.timestamp)
     out = cfg.out or default_out_dir(cfg, run)
     store = UnitStore(out)
-    jobs, skipped = _load_jobs(cfg, run)
+    jobs, skipped, extra, run_issues = _load_jobs(cfg, run)
     # Fail in seconds, naming the missing weight file, rather than hours into a run; the face encoder is only
     # required when some character to score is a realistic human.
     tags = [c.tag for j in jobs for c in j.story.characters.values()]
     backbones.validate(components_for(cfg.metrics, tags))
     report = EvalReport(out=out, row={}, summary={})
-    ctx = RunContext(cfg.era, cfg.batch_size, backbones, judge, CharacterMatcher(backbones, cfg.era, cfg.batch_size))
+    fixes = frozenset(cfg.active_fixes)
+    matcher = CharacterMatcher(backbones, cfg.era, cfg.batch_size, fixes)
+    ctx = RunContext(cfg.era, cfg.batch_size, backbones, judge, matcher, fixes)
 
     for metric in cfg.metrics:
         pending = []
-        for job in jobs:
+        for job in jobs + extra if metric == "diversity" else jobs:
             if store.done(metric, job.sid, _signature(cfg, backbones, judge, metric, job)):
                 report.reused.append((job.sid, metric))
             else:
@@ -163,7 +182,7 @@ def evaluate(cfg: EvalConfig, backbones: Backbones, judge: Judge | None = None) 
         if bar is not None:
             bar.close()
 
-    _write_outputs(cfg, run, out, store, jobs, skipped, backbones, judge, report)
+    _write_outputs(cfg, run, out, store, jobs, skipped, backbones, judge, report, extra, run_issues)
     return report
 
 
@@ -183,6 +202,7 @@ def _signature(
         "backbones": backbones.name,
         "judge": getattr(judge, "name", None) if metric in NEEDS_JUDGE else None,
         "images": files.hexdigest()[:16],
+        "fixes": list(cfg.active_fixes),
     }
 
 
@@ -201,20 +221,55 @@ def default_out_dir(cfg: EvalConfig, run: RunDir) -> Path:
 ##### jobs, chunks, progress
 
 
-def _load_jobs(cfg: EvalConfig, run: RunDir) -> tuple[list[StoryJob], dict[str, str]]:
-    story_dirs = run.story_dirs()
+def _load_jobs(cfg: EvalConfig, run: RunDir) -> tuple[list[StoryJob], dict[str, str], list[StoryJob], list[Issue]]:
+    """The split's stories with their outputs, the skipped ones (and why), the extra stories Eras B/C pool into
+    the Inception Score under ``--split lite`` (quirk ``inception-split-only``), and the dataset/run issues."""
+    all_ids, issues = scan_story_ids(cfg.dataset)
+    story_dirs, dir_issues = run.scan_story_dirs(root=Path(cfg.outputs))
+    issues += dir_issues
+    stamps = sorted(p.name for p in run.path.parent.iterdir() if p.is_dir() and TIMESTAMP_RE.match(p.name))
+    if cfg.timestamp is None and len(stamps) > 1:
+        issues.append(
+            Issue(
+                None,
+                "several_runs",
+                f"{len(stamps)} run timestamps {stamps}; only the latest is read",
+                None,
+                str(run.path.parent),
+            )
+        )
+    lite = {int(s) for s in LITE_IDS}
+    wanted = [s for s in all_ids if cfg.split == "full" or int(s) in lite]
+    pool_all = (
+        "diversity" in cfg.metrics
+        and cfg.split == "lite"
+        and cfg.era in ("B", "C")
+        and "inception-split-only" not in cfg.fixes
+    )
     jobs: list[StoryJob] = []
+    extra: list[StoryJob] = []
     skipped: dict[str, str] = {}
-    for sid in split_ids(cfg.dataset, cfg.split):
+    for sid in all_ids:
+        in_split = sid in wanted
+        if not in_split and not pool_all:
+            continue
         folder = story_dirs.get(sid) or next(
             (p for k, p in story_dirs.items() if k.isdigit() and int(k) == int(sid)), None
         )
         if folder is None:
-            skipped[sid] = "no outputs folder"
+            if in_split:
+                skipped[sid] = "no outputs folder"
             continue
         story = load_story(cfg.dataset, sid, "en")
-        jobs.append(StoryJob(story, read_story_outputs(story, folder, cfg.resolved_pairing)))
-    return jobs, skipped
+        outs = read_story_outputs(
+            story, folder, cfg.resolved_pairing, era=cfg.era, fixes=cfg.active_fixes, root=Path(cfg.outputs)
+        )
+        (jobs if in_split else extra).append(StoryJob(story, outs))
+    for issue in issues:
+        sid_ = issue.story_id
+        if issue.kind == "missing_story_json" and sid_ is not None and (cfg.split == "full" or int(sid_) in lite):
+            skipped[sid_] = "no story.json"
+    return jobs, skipped, extra, issues
 
 
 def _chunks(jobs: Sequence[StoryJob], max_images: int) -> list[list[StoryJob]]:
@@ -265,7 +320,24 @@ def _run_chunk(
 ##### aggregation and files
 
 
-def aggregate(era: Era, records: dict[str, dict[str, Record]], logits: np.ndarray | None) -> dict[str, Any]:
+def non_comparable_reasons(cfg: EvalConfig, backbones: Backbones, judge: Judge | None) -> list[str]:
+    """Why this run's numbers cannot stand next to published ones (empty list = comparable)."""
+    reasons: list[str] = []
+    if not backbones.comparable:
+        reasons.append("toy backbones (weight-free stand-ins)")
+    if judge is not None and not judge.comparable:
+        why = getattr(judge, "non_comparable_reason", None) or "toy judge"
+        reasons.append(f"Alignment: {why}")
+    if cfg.active_fixes:
+        reasons.append(f"--fix {' '.join(cfg.active_fixes)} (corrected, not the official behaviour)")
+    if cfg.pairing is not None and cfg.pairing != cfg.official_pairing:
+        reasons.append(f"--pairing {cfg.pairing} (era {cfg.era} officially pairs {cfg.official_pairing})")
+    return reasons
+
+
+def aggregate(
+    era: Era, records: dict[str, dict[str, Record]], logits: np.ndarray | None, fixes: Sequence[str] = ()
+) -> dict[str, Any]:
     """The results-table row (DESIGN.md §3.5) from the split's unit records ``records[metric][story_id]``.
 
     CSD, CIDS, copy-paste ×100; OCCM is already ×100; Alignment 0–100; IS and Aesthetics raw. Missing metrics → None.
@@ -281,7 +353,11 @@ def aggregate(era: Era, records: dict[str, dict[str, Record]], logits: np.ndarra
     cids_recs = {sid: r for sid, r in records.get("cids", {}).items() if r["status"] == "ok"}
     for part in ("self", "cross"):
         per_story = {sid: [c[part] for c in r["details"]["characters"].values()] for sid, r in cids_recs.items()}
-        row[f"cids_{part}"] = 100 * aggregate_cids(per_story, era) if per_story else math.nan
+        if era == "A":
+            row[f"cids_{part}"] = 100 * aggregate_cids(per_story, era) if per_story else math.nan
+        else:  # B/C: the story means (rounded to 4 dp officially), then their mean
+            means = [story_cids_mean(v, era, set(fixes)) for v in per_story.values() if v]
+            row[f"cids_{part}"] = 100 * mean_over_stories(means) if means else math.nan
     row["copy_paste"] = 100 * story_mean("cids", "copy_paste_score")
     row["occm"] = story_mean("occm", "occm")
     subs = {
@@ -310,10 +386,13 @@ def _write_outputs(
     backbones: Backbones,
     judge: Judge | None,
     report: EvalReport,
+    extra: list[StoryJob],
+    run_issues: list[Issue],
 ) -> None:
     records: dict[str, dict[str, Record]] = {}
     for metric in cfg.metrics:
-        recs = {j.sid: rec for j in jobs if (rec := store.load(metric, j.sid)) is not None}
+        pool = jobs + extra if metric == "diversity" else jobs
+        recs = {j.sid: rec for j in pool if (rec := store.load(metric, j.sid)) is not None}
         records[metric] = recs
         story_results = {
             sid: {k: r.get(k) for k in ("run", "metric", "scope", "status", "metrics", "details")}
@@ -350,8 +429,10 @@ def _write_outputs(
             "inception_score_std": 0.0,
         }
 
-    row = aggregate(cfg.era, records, logits) if records else {}
-    kinds = [i.kind for j in jobs for i in j.outs.issues]
+    row = aggregate(cfg.era, records, logits, cfg.active_fixes) if records else {}
+    issues = [*run_issues, *(i for j in jobs for i in (*j.story.issues, *j.outs.issues))]
+    kinds = [i.kind for i in issues]
+    reasons = non_comparable_reasons(cfg, backbones, judge)
     row.update(
         method=cfg.method,
         mode=run.mode,
@@ -360,7 +441,9 @@ def _write_outputs(
         era=cfg.era,
         backbones=backbones.name,
         judge=getattr(judge, "name", None),
-        comparable_with_published=bool(backbones.comparable and (judge is None or judge.comparable)),
+        comparable_with_published=not reasons,
+        non_comparable_reasons=reasons,
+        fixes=list(cfg.active_fixes),
         n_stories=len(jobs),
         n_images=sum(len(j.outs.images) for j in jobs),
         n_shots=sum(len(j.story.shots) for j in jobs),
@@ -369,12 +452,16 @@ def _write_outputs(
         n_zero_based_stories=kinds.count("zero_based"),
         n_skipped_stories=len(skipped),
         n_failed_units=sum(1 for recs in records.values() for r in recs.values() if r["status"] == "failed"),
+        n_issues=len(issues),
+        issue_counts=count_issues(issues),
+        n_inception_images=0 if logits is None else len(logits),
     )
     report.row, report.summary = row, summary
     write_json(out / "summary.json", summary)
     write_json(out / "results_row.json", row)
     write_json(
-        out / "issues.json", {"skipped_stories": skipped, "issues": [asdict(i) for j in jobs for i in j.outs.issues]}
+        out / "issues.json",
+        {"skipped_stories": skipped, "counts": count_issues(issues), "issues": [i.record() for i in issues]},
     )
     manifest = {j.sid: {m: records.get(m, {}).get(j.sid, {}).get("status") for m in cfg.metrics} for j in jobs}
     write_json(out / "manifest.json", manifest)
@@ -399,12 +486,18 @@ def _provenance(cfg: EvalConfig, run: RunDir, backbones: Backbones, judge: Judge
         "split": cfg.split,
         "lang": cfg.lang,
         "pairing": cfg.resolved_pairing,
+        "fixes": list(cfg.active_fixes),
+        "fixes_requested": list(cfg.fixes),
+        "quirks_reproduced": [n for n, q in QUIRKS.items() if cfg.era in q.eras and n not in cfg.active_fixes],
+        "comparable_with_published": not non_comparable_reasons(cfg, backbones, judge),
+        "non_comparable_reasons": non_comparable_reasons(cfg, backbones, judge),
         "metrics": list(cfg.metrics),
         "dataset": str(cfg.dataset),
         "outputs_run": str(run.path),
         **backbones.provenance(),
         "judge_model": getattr(judge, "name", None),
         "judge_comparable": getattr(judge, "comparable", None),
+        "judge_details": judge.provenance() if judge is not None else None,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,

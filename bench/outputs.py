@@ -33,6 +33,8 @@ from typing import Literal
 from PIL import Image
 
 from bench.dataset import Story
+from bench.functional._common import Era
+from bench.issues import Issue, count_issues, display_path, is_utf8_name, safe_entries
 
 Pairing = Literal["index", "positional"]
 
@@ -45,14 +47,8 @@ class OutputsError(ValueError):
     """The outputs folder has no run for the requested method/mode/lang (the message lists what exists)."""
 
 
-@dataclass(frozen=True)
-class OutputIssue:
-    """A problem found while reading one story's images; ``kind`` is a short machine-readable tag."""
-
-    story_id: str
-    kind: Literal["missing_shot", "unreadable", "zero_based", "unparsable_name", "count_mismatch", "no_images"]
-    detail: str
-    shot: int | None = None
+#: Problems found while reading (kept under its old name; see :mod:`bench.issues` for every code).
+OutputIssue = Issue
 
 
 @dataclass
@@ -83,7 +79,18 @@ class RunDir:
 
     def story_dirs(self) -> dict[str, Path]:
         """Numeric story folders of this run (stray non-numeric folders are ignored, not fatal)."""
-        return {p.name: p for p in sorted(self.path.iterdir()) if p.is_dir() and p.name.isdigit()}
+        return self.scan_story_dirs()[0]
+
+    def scan_story_dirs(self, root: Path | None = None) -> tuple[dict[str, Path], list[Issue]]:
+        """:meth:`story_dirs` plus the folders skipped: names that are not UTF-8, links out of ``root``."""
+        issues: list[Issue] = []
+        root = root or self.path
+        dirs = {p.name: p for p in safe_entries(self.path, root, None, issues) if p.is_dir() and p.name.isdigit()}
+        for i, issue in enumerate(issues):
+            name = Path(issue.path or "").name
+            if name.isdigit():
+                issues[i] = Issue(name, issue.kind, issue.detail, None, issue.path)
+        return dirs, issues
 
 
 ##### locating runs
@@ -151,16 +158,64 @@ def shot_number(path: Path) -> int | None:
 
 def image_folder(story_dir: Path) -> Path:
     """The folder holding a story's shot images: latest nested timestamp, then a ``*shot(s)`` sub-folder, else itself."""
-    stamps = sorted(p for p in story_dir.iterdir() if p.is_dir() and TIMESTAMP_RE.match(p.name))
-    if stamps:
-        story_dir = stamps[-1]
-    shots = sorted(p for p in story_dir.iterdir() if p.is_dir() and p.name.lower().endswith(("shot", "shots")))
-    return shots[0] if shots else story_dir
+    return image_folders(story_dir)[0]
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, natsorted by name."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+def image_folders(
+    story_dir: Path, era: Era | None = None, fixes: Sequence[str] = (), issues: list[Issue] | None = None
+) -> list[Path]:
+    """The folders holding a story's shot images, in reading order, as ``era``'s official reader finds them.
+
+    Nested timestamp folders: officially every one is read (``return_latest=False``), in order; with ``era=None``
+    or ``--fix latest-nested-run`` only the latest. Shot sub-folder: Era A accepts only ``shots``/``shot`` (any
+    case) or a name ending in 分镜 (``--fix any-shot-folder``: the B/C rule); Eras B/C also any name ending in
+    ``shot``/``shots``; with several candidates the official loop keeps the last one (we take sorted order, the
+    official code takes the file system's listing order).
+    """
+    subdirs = sorted(p for p in story_dir.iterdir() if p.is_dir() and is_utf8_name(p.name))
+    stamps = [p for p in subdirs if TIMESTAMP_RE.match(p.name)]
+    if len(stamps) > 1 and issues is not None:
+        issues.append(
+            Issue(
+                story_dir.name,
+                "nested_runs",
+                f"{len(stamps)} timestamp folders inside the story folder: "
+                + ("latest only" if era is None or "latest-nested-run" in fixes else "all read, as officially"),
+                None,
+                display_path(story_dir),
+            )
+        )
+    if not stamps:
+        targets = [story_dir]
+    elif era is None or "latest-nested-run" in fixes:
+        targets = [max(stamps, key=lambda p: p.name.replace("-", "_"))]
+    else:
+        targets = sorted(stamps, key=lambda p: p.name.replace("-", "_"))
+    return [_shot_folder(t, era, fixes) for t in targets]
+
+
+def _shot_folder(folder: Path, era: Era | None, fixes: Sequence[str]) -> Path:
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and is_utf8_name(p.name))
+    if era == "A" and "any-shot-folder" not in fixes:
+        hits = [p for p in subs if p.name.lower() in ("shots", "shot") or p.name.endswith("分镜")]
+    elif era is not None:
+        hits = [p for p in subs if p.name.lower() in ("shots", "shot") or p.name.endswith(("shot", "shots"))]
+    else:
+        hits = [p for p in subs if p.name.lower().endswith(("shot", "shots"))][:1]
+    return hits[-1] if hits else folder
+
+
+def list_images(
+    folder: Path, root: Path | None = None, story_id: str | None = None, issues: list[Issue] | None = None
+) -> list[Path]:
+    """Image files directly in ``folder``, natsorted by name.
+
+    Names that are not UTF-8 and links out of ``root`` (default: ``folder``'s grandparent, the run folder's
+    level) are skipped and, when ``issues`` is given, reported.
+    """
+    sink: list[Issue] = [] if issues is None else issues
+    entries = safe_entries(folder, root or folder.parent.parent, story_id, sink)
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -175,7 +230,13 @@ def is_readable(path: Path) -> bool:
 
 
 def read_story_outputs(
-    story: Story, story_dir: str | Path, pairing: Pairing = "index", verify: bool = True
+    story: Story,
+    story_dir: str | Path,
+    pairing: Pairing = "index",
+    verify: bool = True,
+    era: Era | None = None,
+    fixes: Sequence[str] = (),
+    root: str | Path | None = None,
 ) -> StoryOutputs:
     """Find and pair the generated images of ``story`` in ``story_dir``.
 
@@ -184,34 +245,41 @@ def read_story_outputs(
         story_dir: ``<run>/<story_id>``.
         pairing: ``"index"`` (by the number in the file name, 1-based) or ``"positional"`` (i-th file ↔ i-th shot).
         verify: decode every image once and treat undecodable ones as missing (reported ``unreadable``).
+        era: read as that era's official reader does (nested runs, shot folder, 0-based names, duplicate numbers;
+            see :mod:`bench.quirks`); None = the canonical reading (latest nested run, 0-based names shifted,
+            first duplicate wins).
+        fixes: ``--fix`` switches that correct reader quirks.
+        root: the outputs tree; links leading out of it are not followed (default: the run folder).
 
     Returns:
         The :class:`StoryOutputs`, with every problem listed in ``issues``.
     """
     story_dir = Path(story_dir)
     sid = story.story_id
-    issues: list[OutputIssue] = []
-    found = list_images(image_folder(story_dir)) if story_dir.is_dir() else []
+    tree = Path(root) if root is not None else story_dir.parent
+    issues: list[Issue] = []
+    found: list[Path] = []
+    if story_dir.is_dir():
+        for folder in image_folders(story_dir, era, fixes, issues):
+            found += list_images(folder, tree, sid, issues)
     readable: list[Path] = []
     for p in found:
         if verify and not is_readable(p):
-            issues.append(OutputIssue(sid, "unreadable", f"{p}: cannot be decoded as an image", shot_number(p)))
+            issues.append(Issue(sid, "unreadable", "cannot be decoded as an image", shot_number(p), display_path(p)))
         else:
             readable.append(p)
     if not found:
-        issues.append(OutputIssue(sid, "no_images", f"{story_dir}: no images found"))
+        issues.append(Issue(sid, "no_images", "no images found", None, display_path(story_dir)))
 
     indices = [s.index for s in story.shots]
     numbers = {p: shot_number(p) for p in found}
     parsed = [n for n in numbers.values() if n is not None]
     zero_based = bool(parsed) and min(parsed) == 0
+    shift = zero_based and (era not in ("B", "C") or "zero-based-shift" in fixes)
     if zero_based:
+        what = "shifted by one to match 1-based indices" if shift else "file N paired with shot N, as officially"
         issues.append(
-            OutputIssue(
-                sid,
-                "zero_based",
-                f"{story_dir}: shot files are numbered from 0; shifted by one to match 1-based indices",
-            )
+            Issue(sid, "zero_based", f"shot files are numbered from 0; {what}", None, display_path(story_dir))
         )
 
     shots: dict[int, Path | None] = dict.fromkeys(indices)
@@ -221,29 +289,48 @@ def read_story_outputs(
             shots[idx] = p if p in readable else None
         if len(found) != len(indices):
             issues.append(
-                OutputIssue(
+                Issue(
                     sid,
                     "count_mismatch",
-                    f"{story_dir}: {len(found)} images for {len(indices)} shots (paired by position)",
+                    f"{len(found)} images for {len(indices)} shots (paired by position)",
+                    None,
+                    display_path(story_dir),
                 )
             )
     elif pairing == "index":
+        last_wins = era in ("B", "C") and "first-duplicate-shot" not in fixes
+        chosen: dict[int, Path] = {}
         for p in found:
             n = numbers[p]
             if n is None:
-                issues.append(OutputIssue(sid, "unparsable_name", f"{p}: no shot number in the file name"))
+                issues.append(Issue(sid, "unparsable_name", "no shot number in the file name", None, display_path(p)))
                 continue
-            n = n + 1 if zero_based else n
-            if n in shots and p in readable and shots[n] is None:
+            n = n + 1 if shift else n
+            if n in chosen:
+                keep = p if last_wins else chosen[n]
+                issues.append(
+                    Issue(
+                        sid,
+                        "duplicate_shot_file",
+                        f"{chosen[n].name} and {p.name} both number shot {n}; {keep.name} used",
+                        n,
+                        display_path(p),
+                    )
+                )
+                if not last_wins:
+                    continue
+            chosen[n] = p
+        for n, p in chosen.items():
+            if n in shots and p in readable:
                 shots[n] = p
     else:
         raise ValueError(f"pairing must be 'index' or 'positional', got {pairing!r}")
 
     for idx in indices:
         if shots[idx] is None and not any(
-            i.kind == "unreadable" and i.shot is not None and _same_shot(i.shot, idx, zero_based) for i in issues
+            i.kind == "unreadable" and i.shot is not None and _same_shot(i.shot, idx, shift) for i in issues
         ):
-            issues.append(OutputIssue(sid, "missing_shot", f"{story_dir}: no usable image for shot {idx}", idx))
+            issues.append(Issue(sid, "missing_shot", f"no usable image for shot {idx}", idx, display_path(story_dir)))
     return StoryOutputs(story_id=sid, story_dir=story_dir, shots=shots, images=readable, issues=issues)
 
 
@@ -325,12 +412,9 @@ class OutputWriter:
         return {n for p in list_images(folder) if (n := shot_number(p)) is not None}
 
 
-def summarize_issues(issues: Iterable[OutputIssue]) -> dict[str, int]:
+def summarize_issues(issues: Iterable[Issue]) -> dict[str, int]:
     """Count issues by kind (for the results provenance)."""
-    counts: dict[str, int] = {}
-    for i in issues:
-        counts[i.kind] = counts.get(i.kind, 0) + 1
-    return counts
+    return count_issues(issues)
 
 
 def all_issues(stories: Sequence[StoryOutputs]) -> list[OutputIssue]:

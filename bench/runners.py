@@ -60,6 +60,7 @@ class RunContext:
     backbones: Backbones
     judge: Judge | None
     matcher: CharacterMatcher
+    fixes: frozenset[str] = frozenset()
 
     def batched(
         self, fn: Callable[[Sequence[Image.Image]], torch.Tensor], images: Sequence[Image.Image]
@@ -154,7 +155,7 @@ def _run_cids(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
             gen_ref = identity_similarity(gen, refs)  # [G, R]
             self_, cross = cids_from_similarity(identity_similarity(gen, gen), gen_ref)
             if era == "C":
-                cp = _mirror_copy_paste(matcher, story, key, gen)
+                cp = _mirror_copy_paste(matcher, story, key, gen, "copy-paste-mirror-no-face" not in ctx.fixes)
             else:
                 cp = copy_paste(gen_ref)
             chars[key] = {
@@ -171,12 +172,20 @@ def _run_cids(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
             ]
         cps = [c["copy_paste"] for c in chars.values() if c["copy_paste"] is not None]
         metrics = {
-            "cids_self_mean": float(np.mean([c["self"] for c in chars.values()])) if chars else math.nan,
-            "cids_cross_mean": float(np.mean([c["cross"] for c in chars.values()])) if chars else math.nan,
+            "cids_self_mean": story_cids_mean([c["self"] for c in chars.values()], era, ctx.fixes),
+            "cids_cross_mean": story_cids_mean([c["cross"] for c in chars.values()], era, ctx.fixes),
             "copy_paste_score": float(np.mean(cps)) if cps else None,
         }
         results.append((job.sid, _ok(metrics, {"characters": chars}, items), None))
     return results
+
+
+def story_cids_mean(values: Sequence[float], era: Era, fixes: frozenset[str] | set[str] = frozenset()) -> float:
+    """A story's mean over characters; Eras B/C round it to 4 decimals (quirk ``unrounded-story-means``)."""
+    if not values:
+        return math.nan
+    value = float(np.mean(values))
+    return round(value, 4) if era in ("B", "C") and "unrounded-story-means" not in fixes else value
 
 
 def _concat_features(like: IdentityFeatures, parts: list[IdentityFeatures]) -> IdentityFeatures:
@@ -185,13 +194,23 @@ def _concat_features(like: IdentityFeatures, parts: list[IdentityFeatures]) -> I
     return IdentityFeatures({k: v[:0] for k, v in like.features.items()}, {k: v[:0] for k, v in like.valid.items()})
 
 
-def _mirror_copy_paste(matcher: CharacterMatcher, story: Story, key: str, gen: Any) -> float | None:
-    """Era C copy rate: matched crops vs the primary reference and its mirror image (§4.5)."""
+def _mirror_copy_paste(
+    matcher: CharacterMatcher, story: Story, key: str, gen: Any, duplicate_lone: bool = True
+) -> float | None:
+    """Era C copy rate: matched crops vs the primary reference and its mirror image (§4.5).
+
+    When only one of the two gives a feature (the mirror has no face), the official code duplicates that one
+    feature, so the rate is exactly 0.5 (``duplicate_lone``; quirk ``copy-paste-mirror-no-face``).
+    """
     if len(gen) == 0:
         return None
     primary = matcher.reference_images(story, key, "cids")[0]
     enc = matcher.encoder_for(story, key, "cids")
     pair = matcher.encode(enc, [primary, ImageOps.mirror(primary)])
+    valid = pair.any_valid.tolist()
+    if duplicate_lone and sum(valid) == 1:
+        lone = valid.index(True)
+        pair = pair.select([lone, lone])
     sim = identity_similarity(gen, pair)  # [G, 2]
     return copy_paste_mirror(sim[:, 0], sim[:, 1])
 
@@ -226,7 +245,10 @@ def _run_occm(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
             items.append(
                 {"shot": shot.index, "expected": e, "detected": d, "has_image": has_image, "occm": occm([e], [d], era)}
             )
-        results.append((job.sid, _ok({"occm": occm(expected, detected, era)}, {"n_shots": len(expected)}, items), None))
+        value = occm(expected, detected, era)
+        if math.isnan(value) and era in ("B", "C") and "occm-empty-story-nan" not in ctx.fixes:
+            value = 0.0  # official: `occm_mean = ... if occm_scores else 0.0`, and it enters the dataset mean
+        results.append((job.sid, _ok({"occm": value}, {"n_shots": len(expected)}, items), None))
     return results
 
 

@@ -64,30 +64,81 @@ class Detections:
     clipped to the image, and empty boxes dropped. `crops()` passes them to `PIL.Image.crop`, which rounds
     them as the official code's crop did.
 
+    The official code picks its top-k boxes *before* dropping empty ones, and Era A's prompt-alignment copy crops
+    the detector's unsorted, unclipped boxes (`bench.quirks`); `raw_boxes` / `raw_scores` keep what is needed for
+    that: every box in the detector's own order, corners from the truncated integers, neither clipped nor filtered.
+
     Attributes:
         boxes: [K, 4] float32 (x0, y0, x1, y1), x1 > x0 and y1 > y0.
         scores: [K] float32, descending (max over caption tokens of the sigmoid logit for Grounding DINO).
+        raw_boxes: [M, 4] float32 unclipped corners in detector order (M >= K); None = same as `boxes`.
+        raw_scores: [M] float32 scores of `raw_boxes`; None = same as `scores`.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
+    raw_boxes: torch.Tensor | None = None
+    raw_scores: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.boxes.ndim != 2 or self.boxes.shape[1] != 4:
             raise ValueError(f"boxes must be [K, 4], got {tuple(self.boxes.shape)}")
         if self.scores.shape != (self.boxes.shape[0],):
             raise ValueError(f"scores must be [K]={self.boxes.shape[0]}, got {tuple(self.scores.shape)}")
+        if (self.raw_boxes is None) != (self.raw_scores is None):
+            raise ValueError("raw_boxes and raw_scores go together")
+        if (
+            self.raw_boxes is not None
+            and self.raw_scores is not None
+            and (
+                self.raw_boxes.ndim != 2
+                or self.raw_boxes.shape[1] != 4
+                or self.raw_scores.shape != (len(self.raw_boxes),)
+            )
+        ):
+            raise ValueError(
+                f"raw_boxes must be [M, 4] and raw_scores [M], got {tuple(self.raw_boxes.shape)}, "
+                f"{tuple(self.raw_scores.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
+    @property
+    def n_raw(self) -> int:
+        """Boxes the detector returned before clipping and dropping empty ones."""
+        return len(self) if self.raw_boxes is None else int(self.raw_boxes.shape[0])
+
     def top(self, k: int) -> Detections:
-        """The k highest-scoring boxes (all of them when k >= K)."""
+        """The k highest-scoring non-empty boxes (all of them when k >= K)."""
         return Detections(self.boxes[:k], self.scores[:k])
+
+    def top_then_drop(self, k: int, width: int, height: int) -> Detections:
+        """The official order of operations: the k highest-scoring raw boxes, then clipped, then empty ones dropped.
+
+        Fewer than k boxes can remain (a box under 1 px among the top k is lost, not replaced by the next one).
+        """
+        if self.raw_boxes is None or self.raw_scores is None:
+            return self.top(k)
+        order = torch.argsort(self.raw_scores, descending=True, stable=True)[: max(0, k)]
+        boxes = self.raw_boxes[order].clone()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(boxes[keep], self.raw_scores[order][keep])
 
     def crops(self, image: Image.Image) -> list[Image.Image]:
         """Crop every box out of `image` (the image the boxes were detected in)."""
         return [image.crop(tuple(float(v) for v in box.tolist())) for box in self.boxes]  # type: ignore[arg-type]
+
+    def raw_crops(self, image: Image.Image) -> list[Image.Image]:
+        """Era A `gpt_eval.py` crops: every raw box in detector order, not clipped (PIL pads outside with black).
+
+        A box without area is left out (the official code would hand an empty image to CLIP and fail).
+        """
+        boxes = self.boxes if self.raw_boxes is None else self.raw_boxes
+        keep = [b for b in boxes.tolist() if b[2] > b[0] and b[3] > b[1]]
+        return [image.crop(tuple(float(v) for v in box)) for box in keep]  # type: ignore[arg-type]
 
     @staticmethod
     def empty() -> Detections:
@@ -116,15 +167,15 @@ def boxes_from_normalized_cxcywh(cxcywh: torch.Tensor, scores: torch.Tensor, wid
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     px = (cxcywh.float().cpu() * scale).int()  # [K, 4] truncation toward zero, like Tensor.int()
     cx, cy, w, h = px.unbind(-1)
-    x0 = (cx - 0.5 * w).clamp(0, width)
-    y0 = (cy - 0.5 * h).clamp(0, height)
-    x1 = (cx + 0.5 * w).clamp(0, width)
-    y1 = (cy + 0.5 * h).clamp(0, height)
-    boxes = torch.stack([x0, y0, x1, y1], dim=-1).float()  # [K, 4]
+    raw = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1).float()  # [K, 4] unclipped
+    boxes = raw.clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    raw_scores = scores.detach().float().cpu()
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    boxes, kept_scores = boxes[keep], scores.detach().float().cpu()[keep]
+    boxes, kept_scores = boxes[keep], raw_scores[keep]
     order = torch.argsort(kept_scores, descending=True, stable=True)
-    return Detections(boxes[order], kept_scores[order])
+    return Detections(boxes[order], kept_scores[order], raw, raw_scores)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from bench.functional.cids import cids, cids_from_similarity, ensemble_similarit
 from bench.functional.copy_paste import copy_paste, copy_paste_mirror
 from bench.functional.csd import csd_cross, csd_self
 from bench.functional.inception import inception_score, inception_score_from_probs
-from bench.functional.matching import greedy_match, hungarian_match, top_boxes
+from bench.functional.matching import greedy_match, greedy_match_gpt_eval, hungarian_match, top_boxes
 from bench.functional.occm import occm, occm_shot
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "csd_self",
     "ensemble_similarity",
     "greedy_match",
+    "greedy_match_gpt_eval",
     "hungarian_match",
     "inception_score",
     "inception_score_from_probs",

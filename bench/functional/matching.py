@@ -7,6 +7,8 @@ None ("missing in this shot").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -48,6 +50,46 @@ def greedy_match(sim: Tensor, valid: Tensor | None = None) -> list[int | None]:
             if others.numel() == 0 or not bool((others > s[c, b]).any()):
                 chosen = b
                 break
+        result.append(chosen)
+    return result
+
+
+def greedy_match_gpt_eval(sim: Tensor, names: Sequence[str] | None = None) -> list[int | None]:
+    """Era A's prompt-alignment matcher exactly as `gpt_eval.py` runs it (OCCM and single character action).
+
+    For character ``c`` it repeatedly takes the best remaining value of its (shrinking) candidate list, but checks
+    the other characters' similarity at that value's *position in the shrinking list*, not at the box itself; a
+    conflict drops the value and the loop goes on. The accepted box is the first box holding the accepted value.
+    Characters with the same name never conflict (the official loop compares names). Use
+    ``--fix gpt-eval-matching`` for :func:`greedy_match` instead.
+
+    Args:
+        sim: [E, N] similarities, the boxes in the detector's order.
+        names: the E listed character names (default: all distinct).
+
+    Returns:
+        Per character, the matched box index or None.
+
+    Example:
+        >>> import torch
+        >>> greedy_match_gpt_eval(torch.tensor([[0.9, 0.8, 0.1], [0.95, 0.2, 0.7]]))
+        [None, 0]
+    """
+    E, _ = _check(sim, None)
+    labels = list(names) if names is not None else [str(i) for i in range(E)]
+    if len(labels) != E:
+        raise ValueError(f"names must have one entry per row of sim ({E}), got {len(labels)}")
+    rows = sim.tolist()
+    result: list[int | None] = []
+    for c in range(E):
+        remaining = list(rows[c])
+        chosen: int | None = None
+        while remaining:
+            pos = max(range(len(remaining)), key=lambda i: remaining[i])  # first maximum, as torch.argmax
+            if not any(rows[o][pos] > rows[c][pos] for o in range(E) if labels[o] != labels[c]):
+                chosen = rows[c].index(remaining[pos])
+                break
+            remaining.pop(pos)
         result.append(chosen)
     return result
 
