@@ -1,0 +1,351 @@
+"""Teacher-forced diagnostics of a trained checkpoint on SynthStory's held-out set, with no rendering.
+
+``diagnose(checkpoint_dir, data_dir)`` returns one ``DiagRow`` (story, metric, value, higher_is_better) per held-out
+story and metric; ``write_rows`` merges them into the sweep's long CSV (``story,metric,family,higher_is_better,value``,
+family ``diag``). Metrics (all prefixed ``diag.``):
+
+- ``full_ce``, ``cont_ce``, ``cont_ce_nomarker``, ``ext_ce``, ``ext_ce_nomarker``: nats per UTF-8 byte of the target
+  text of the views of ``unimage.eval.targets`` (the same names with ``_token``: nats per CE position); and
+  ``cont_marker_delta`` / ``ext_marker_delta`` = marker CE − no-marker CE on the same target (nats/byte): what
+  Pre-Context Script Splitting should lower;
+- ``icl_ce``: nats/byte of the script text of the interleaved layout (keyframes in context, as ``icl`` trains it);
+- ``img_mse`` and ``img_mse_reappear`` / ``img_mse_first`` / ``img_mse_bg``: the velocity MSE of the keyframes,
+  teacher-forced in the interleaved layout at fixed timesteps with fixed noise, pixel-weighted over the regions of
+  ``unimage.eval.regions`` (a story with no re-appearing character has no ``img_mse_reappear`` row);
+- ``struct_<check>`` and ``struct_valid``: the checks of ``unimage.eval.structure`` on the shot the Director writes
+  with ``continue_`` after the held-out script minus its last shot (greedy decoding, so deterministic); optionally
+  ``struct_write_<check>`` on a script ``write`` writes from the story's prompt.
+
+Everything runs through the training code: ``SegmentBuilder`` plans the samples, ``pack`` packs them, the
+checkpoint's own VAE encodes the keyframes, and ``token_losses`` is ``UniMAGE.forward``'s loss per token. Random draws
+(VAE posterior samples, noise, the extension cut) are seeded by (seed, story), so two runs on the same checkpoint
+give identical rows, and two checkpoints are compared on the same noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from unimage.data.atomic import atomic_write_text
+from unimage.data.manifest import InterleavedSample
+from unimage.data.packer import stable_seed
+from unimage.data.segments import ImageSizes, SegmentBuilder, encode_groups, script_blocks
+from unimage.eval.heldout import HeldOutStory, load_heldout
+from unimage.eval.losses import token_losses
+from unimage.eval.regions import REGIONS, region_masks, token_fractions
+from unimage.eval.structure import CHECKS, check_script
+from unimage.eval.targets import plan_text_targets
+from unimage.model.packing import NoisyVaeImage, Segment, pack
+
+if TYPE_CHECKING:
+    from unimage.infer.director import Director
+
+__all__ = [
+    "CSV_COLUMNS",
+    "DEFAULT_TIMESTEPS",
+    "FAMILY",
+    "METRIC_OF_VIEW",
+    "DiagRow",
+    "diagnose",
+    "image_rows",
+    "structure_rows",
+    "text_rows",
+    "training_image_sizes",
+    "write_rows",
+]
+
+FAMILY = "diag"
+CSV_COLUMNS = ("story", "metric", "family", "higher_is_better", "value")
+#: Metric (after ``diag.``) of each text view; ``_token`` is appended for the per-token value.
+METRIC_OF_VIEW = {
+    "full": "full_ce",
+    "cont": "cont_ce",
+    "cont_nomarker": "cont_ce_nomarker",
+    "ext": "ext_ce",
+    "ext_nomarker": "ext_ce_nomarker",
+}
+#: Flow times (before the model's timestep shift, as ``NoisyVaeImage.timestep``) of the image diagnostics.
+DEFAULT_TIMESTEPS = (0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class DiagRow:
+    """One value: ``story`` (held-out id), ``metric`` (``diag.*``), ``value``, ``higher_is_better``."""
+
+    story: str
+    metric: str
+    value: float
+    higher_is_better: bool
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def training_image_sizes(checkpoint_dir: str | Path) -> ImageSizes | None:
+    """The ``data.images`` sizes of the training run an exported checkpoint came from, or None if not found.
+
+    Training exports to ``<run_dir>/checkpoints/export`` next to ``<run_dir>/config.yaml``; the keyframes must enter
+    the context at the size training used, so the run's config is looked for in the checkpoint's parent folders.
+    """
+    import yaml
+
+    path = Path(checkpoint_dir).resolve()
+    for folder in [path, *path.parents][:4]:
+        cfg = folder / "config.yaml"
+        if not cfg.is_file():
+            continue
+        data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        images = (data.get("data") or {}).get("images") if isinstance(data, dict) else None
+        if isinstance(images, dict) and images:
+            return ImageSizes(**{k: int(v) for k, v in images.items()})
+    return None
+
+
+def _native_sizes(director: Director, stories: Sequence[HeldOutStory]) -> ImageSizes:
+    """Keyframes at their own size (clamped to the checkpoint's position tables) when no training config is found."""
+    cfg = director.model.config
+    side = max((max(img.size) for s in stories for img in s.keyframes), default=64)
+    vae_cap = cfg.max_latent_size * cfg.latent_downsample
+    vit_cap = cfg.vit_max_num_patch_per_side * cfg.vit.patch_size
+    vae, vit = min(side, vae_cap), min(side, vit_cap)
+    return ImageSizes(vae_max_size=vae, vae_min_size=vae, vit_max_size=vit, vit_min_size=vit)
+
+
+# ------------------------------------------------------------------------------------------------ text
+
+
+def text_rows(director: Director, builder: SegmentBuilder, story: HeldOutStory, seed: int) -> list[DiagRow]:
+    """CE rows of one story's text views (one forward per view)."""
+    model, device = director.model, director.device
+    ce_by_name: dict[str, float] = {}
+    rows = []
+    for target in plan_text_targets(story.story_id, story.script, builder, seed):
+        batch = pack([target.planned.to_model_segments([])], model.config).to(device)
+        losses = token_losses(model, batch)
+        total = float(losses.ce.double().sum())
+        per_byte = total / max(target.target_bytes, 1)
+        ce_by_name[target.name] = per_byte
+        metric = "diag." + METRIC_OF_VIEW[target.name]
+        rows.append(DiagRow(story.story_id, metric, per_byte, False))
+        rows.append(DiagRow(story.story_id, f"{metric}_token", total / max(len(losses.ce), 1), False))
+    for kind in ("cont", "ext"):
+        if kind in ce_by_name:
+            delta = ce_by_name[kind] - ce_by_name[f"{kind}_nomarker"]
+            rows.append(DiagRow(story.story_id, f"diag.{kind}_marker_delta", delta, False))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def _with_timestep(segments: list[Segment], t: float) -> list[Segment]:
+    return [replace(s, timestep=t) if isinstance(s, NoisyVaeImage) else s for s in segments]
+
+
+def image_rows(
+    director: Director,
+    builder: SegmentBuilder,
+    story: HeldOutStory,
+    seed: int,
+    timesteps: Sequence[float] = DEFAULT_TIMESTEPS,
+) -> list[DiagRow]:
+    """Image-loss rows (and the interleaved text CE) of one story: one forward per timestep."""
+    if director.vae is None:
+        raise ValueError(f"{director.source}: the checkpoint has no autoencoder (ae.safetensors); image rows need it")
+    model, vae, device = director.model, director.vae, director.device
+    sample = InterleavedSample(story.story_id, story.text, story.script, story.keyframes)
+    planned = builder.interleaved(sample, text_loss=True)
+    generator = torch.Generator().manual_seed(stable_seed(seed, "diag-vae", story.story_id))
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return vae.encode(x.to(next(vae.parameters()).dtype), generator=generator)
+
+    with torch.no_grad():
+        latents = [t.float().cpu() for t in encode_groups(planned.vae_pixels, encode, device)]
+    segments = planned.to_model_segments(latents)
+    noisy_images: list[int] = []  # shot position of each VAE image that is a noisy target, in batch order
+    num = torch.zeros(len(REGIONS), dtype=torch.float64)
+    den = torch.zeros(len(REGIONS), dtype=torch.float64)
+    mse_all: list[float] = []
+    rows: list[DiagRow] = []
+    for k, t in enumerate(timesteps):
+        batch = pack([_with_timestep(segments, float(t))], model.config).to(device)
+        flow = torch.Generator().manual_seed(stable_seed(seed, "diag-flow", story.story_id))  # same ε at every t
+        losses = token_losses(model, batch, flow)
+        if k == 0:
+            noisy_images = [int(i) for i in torch.nonzero(batch.vae_image_noisy.cpu()).flatten()]
+            if len(noisy_images) != len(story.script.shots):  # pragma: no cover - one noisy keyframe per shot
+                raise AssertionError(f"story {story.story_id}: {len(noisy_images)} noisy images")
+            text_bytes = sum(len(text.encode("utf-8")) for kind, text in script_blocks(story.script) if kind != "user")
+            icl = float(losses.ce.double().sum()) / max(text_bytes, 1)
+            rows.append(DiagRow(story.story_id, "diag.icl_ce", icl, False))
+        mse_all.append(float(losses.mse.double().mean()))
+        for shot, image in enumerate(noisy_images):
+            mse = losses.mse[losses.mse_image == image].double()  # [h·w] row-major
+            frac = token_fractions(region_masks(story.truth, shot), batch.vae_image_sizes[image]).double()
+            num += (frac * mse).sum(-1)
+            den += frac.sum(-1)
+    rows.append(DiagRow(story.story_id, "diag.img_mse", sum(mse_all) / len(mse_all), False))
+    for r, region in enumerate(REGIONS):
+        if den[r] > 0:
+            rows.append(DiagRow(story.story_id, f"diag.img_mse_{region}", float(num[r] / den[r]), False))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ structure
+
+
+def structure_rows(director: Director, story: HeldOutStory, modes: Sequence[str] = ("continue",)) -> list[DiagRow]:
+    """Structural-check rows of what the Director writes for one held-out story (greedy decoding).
+
+    Modes: ``continue`` — ``continue_`` the script without its last shot by one shot, rows ``diag.struct_<check>``;
+    ``write`` — ``write`` a script with as many shots from the story's prompt, rows ``diag.struct_write_<check>``
+    (with ``cast``: the declared characters must be the story's characters the prompt names).
+    """
+    from unimage.script import serialize
+
+    script = story.script
+    rows: list[DiagRow] = []
+    for mode in modes:
+        if mode == "continue":
+            if len(script.shots) < 2:
+                continue
+            cut = len(script.shots) - 1
+            prefix = replace(
+                script, shots=script.shots[:cut], markers=tuple(m for m in script.markers if m.position < cut)
+            )
+            report = check_script(serialize(director.continue_(prefix, n_shots=1)), first_shot=cut)
+            prefix_name = "diag.struct_"
+        elif mode == "write":
+            if script.user_prompt is None:
+                continue
+            names = [str(c["key"]) for c in _truth_characters(story)]
+            named = [n for n in names if n in script.user_prompt]
+            written = director.write(script.user_prompt, n_shots=len(script.shots))
+            report = check_script(serialize(written), prompt_names=named or None)
+            prefix_name = "diag.struct_write_"
+        else:
+            raise ValueError(f"unknown structure mode {mode!r}; expected 'continue' or 'write'")
+        rates = report.rates()
+        for name in (*CHECKS, "valid"):
+            value = rates.get(name)
+            if value is not None:
+                rows.append(DiagRow(story.story_id, prefix_name + name, float(value), True))
+    return rows
+
+
+def _truth_characters(story: HeldOutStory) -> list[dict[str, Any]]:
+    chars = story.truth.get("characters", {})
+    return [dict(v, key=k) for k, v in chars.items()]
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def diagnose(
+    checkpoint_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    device: str = "cpu",
+    max_stories: int | None = None,
+    seed: int = 0,
+    images: ImageSizes | None = None,
+    timesteps: Sequence[float] = DEFAULT_TIMESTEPS,
+    structure: Sequence[str] = ("continue",),
+    structure_stories: int | None = 4,
+    max_entry_tokens: int = 200,
+) -> list[DiagRow]:
+    """All diagnostics of one checkpoint on a SynthStory folder's held-out stories.
+
+    Args:
+        checkpoint_dir: A BAGEL-layout directory, or a run directory holding one (``Director.from_pretrained``).
+        data_dir: The SynthStory folder the arm trained on (its ``eval/`` is the held-out set).
+        device: Where the model runs.
+        max_stories: Use only the first stories (None: all).
+        seed: Seeds the extension cut, the VAE posterior samples and the flow noise.
+        images: Keyframe sizes; None takes the training run's ``data.images`` (``training_image_sizes``), else the
+            keyframes' own size.
+        timesteps: Fixed flow times of the image loss; empty skips the image rows.
+        structure: Director modes of the structural checks (``structure_rows``); empty skips them.
+        structure_stories: Run the structural checks on the first this many stories only (None: all): decoding is
+            the slow part (about 1-3 s per story for the tiny model on one CPU thread, the rest about 0.4 s).
+        max_entry_tokens: Most tokens of one description the Director may write (a longer one is cut and fails the
+            frame template; SynthStory frames are about 170 bytes, i.e. byte-tokenizer tokens).
+
+    Returns:
+        Rows in story order, metrics in the order of the module docstring.
+    """
+    from unimage.infer.config import SamplingConfig
+    from unimage.infer.director import Director
+
+    sampling = SamplingConfig(max_entry_tokens=max_entry_tokens, seed=seed)
+    director = Director.from_pretrained(checkpoint_dir, config=sampling, device=device)
+    director.model.eval()
+    stories = load_heldout(data_dir, max_stories=max_stories, with_images=bool(timesteps))
+    sizes = images or training_image_sizes(director.source) or _native_sizes(director, stories)
+    builder = SegmentBuilder(director.model.config, director.tokenizer, sizes)
+    rows: list[DiagRow] = []
+    for k, story in enumerate(stories):
+        rows += text_rows(director, builder, story, seed)
+        if timesteps:
+            rows += image_rows(director, builder, story, seed, timesteps)
+        if structure and (structure_stories is None or k < structure_stories):
+            rows += structure_rows(director, story, structure)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+
+
+def write_rows(rows: Sequence[DiagRow], path: str | Path, **extra: Any) -> Path:
+    """Merge ``rows`` into the long CSV at ``path`` (created with ``CSV_COLUMNS`` + ``extra`` columns if missing).
+
+    Rows already in the file with the same key (story, metric, family and every ``extra`` value) are replaced, so
+    re-running a diagnosis does not double-count; every other row is kept as it was. The file is rewritten
+    atomically.
+
+    Args:
+        rows: The diagnostics.
+        path: The CSV.
+        **extra: Constant columns to add to every row (e.g. ``arm="full", seed=1``); they must exist in the file.
+
+    Raises:
+        ValueError: The existing file lacks a required column, or a value is not finite.
+    """
+    p = Path(path)
+    columns = [*CSV_COLUMNS, *(k for k in extra if k not in CSV_COLUMNS)]
+    existing: list[dict[str, str]] = []
+    if p.is_file() and p.stat().st_size:
+        with p.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ValueError(f"{p}: the CSV has columns {header}, missing {missing}; refusing to mix layouts")
+            columns = header
+            existing = list(reader)
+    new = []
+    for r in rows:
+        if not math.isfinite(r.value):
+            raise ValueError(f"{r.story}/{r.metric}: value {r.value} is not finite")
+        row = dict.fromkeys(columns, "") | {str(k): str(v) for k, v in extra.items()}
+        row |= {"story": r.story, "metric": r.metric, "family": FAMILY, "higher_is_better": str(r.higher_is_better)}
+        row["value"] = repr(float(r.value))
+        new.append(row)
+    key_cols = ["story", "metric", "family", *(str(k) for k in extra)]
+    replaced = {tuple(r[c] for c in key_cols) for r in new}
+    kept = [r for r in existing if tuple(r.get(c, "") for c in key_cols) not in replaced]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*kept, *new])
+    atomic_write_text(p, buf.getvalue())
+    return p
