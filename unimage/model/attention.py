@@ -3,10 +3,13 @@
 The mask is never stored as an L×L matrix in the batch. It is described by per-token metadata (``AttentionLayout``)
 and each backend turns that into what its kernel needs:
 
-- ``sdpa``: a dense boolean mask [Lq, Lk] and ``torch.nn.functional.scaled_dot_product_attention`` (CPU, tests);
-  for a layout of several KV contexts (``with_doc_prefixes``, ``per_doc``) one call per document on its own keys.
+- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` once per document (sample) on its own keys, with
+  that document's [Lq_d, Lk_d] boolean mask (none when all-visible). Cost and memory are Σ_d Lq_d·Lk_d, linear in
+  the number of samples of a pack, as BAGEL's per-sample ``nested`` path; contiguous documents are sliced, not
+  gathered. ``per_doc=False`` keeps the single dense-masked call over the whole pack as the reference.
 - ``flex``: a ``BlockMask`` from the same rule as a ``mask_mod`` and ``flex_attention`` (GPU training; forward-only on
-  CPU, where torch has no flex backward). Compiled once per process on CUDA.
+  CPU, where torch has no flex backward). Compiled once per process on CUDA, where the compiled mask builder never
+  materialises L×L; on CPU (eager, which would) one flex call per document.
 - ``flash``: ``flash_attn.flash_attn_varlen_func`` when the ``gpu`` extra is installed. Flash can only express
   "causal" or "full" per segment, so every query split becomes one varlen segment whose keys are gathered: the
   split's visible prefix followed by the split itself; bottom-right-aligned causal masking (flash-attn >= 2.1) then
@@ -22,6 +25,10 @@ key j:
 ``pos(i)`` is the query's own index in the key sequence, so the same rule covers training (keys = queries) and
 KV-cache inference (keys = cache ++ queries, ``pos(i) = cache_len + i``). A "full" split is a ViT image, a clean VAE
 image or a noisy VAE image (with its markers and, under ID prompting, its ID tokens); "noise" marks the noisy one.
+
+Precision: q, k and v reach every kernel in ONE dtype: the autocast dtype when autocast is on (as BAGEL casts them
+to bf16; under autocast the RMSNorm weight multiply would otherwise leave q, k in fp32 beside a bf16 v, which
+flash-attn rejects), else the activation dtype of v. The output has the kernel's dtype.
 
 Shape letters: Lq queries, Lk keys, Hq query heads, Hkv key/value heads, Dh head dim.
 """
@@ -40,6 +47,7 @@ from torch import Tensor
 __all__ = [
     "AttentionLayout",
     "ResolvedBackend",
+    "attention_dtype",
     "available_backends",
     "flash_available",
     "packed_attention",
@@ -67,9 +75,9 @@ class AttentionLayout:
         k_doc: [Lk] sample id of each key.
         k_split: [Lk] split id of each key.
         k_noise: [Lk] bool, the key belongs to a noisy VAE split (hidden from every other split).
-        per_doc: For ``sdpa``: one unmasked (or block-masked) call per document over its own keys instead of one
-            dense masked call, so cost is Σ Lq_d·Lk_d, not Lq·Lk (set by ``with_doc_prefixes``, whose documents
-            are separate KV contexts).
+        per_doc: For ``sdpa`` (and ``flex`` off CUDA): one unmasked (or block-masked) call per document over its own
+            keys, so cost is Σ Lq_d·Lk_d, not Lq·Lk (the default). False: one dense [Lq, Lk]-masked call, the
+            reference the per-document path is tested against.
     """
 
     q_doc: Tensor
@@ -79,7 +87,7 @@ class AttentionLayout:
     k_doc: Tensor
     k_split: Tensor
     k_noise: Tensor
-    per_doc: bool = False
+    per_doc: bool = True
     # Backend artefacts (dense mask, flex BlockMask, flash segments) built once and reused by every layer.
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -127,6 +135,7 @@ class AttentionLayout:
             torch.cat([doc, self.k_doc]),
             torch.cat([split, self.k_split]),
             torch.cat([noise, self.k_noise]),
+            self.per_doc,
         )
 
     def with_doc_prefixes(self, prefix_lens: Sequence[int]) -> AttentionLayout:
@@ -219,6 +228,14 @@ def _contiguous(idx: Tensor) -> bool:
 ########################################################################################################################
 
 
+def attention_dtype(v: Tensor) -> torch.dtype:
+    """The one dtype q, k, v take at the kernel: the autocast dtype when autocast is on for v's device, else v's."""
+    dev = v.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return v.dtype
+
+
 def flash_available() -> bool:
     """Whether ``flash_attn`` is importable (the ``gpu`` extra)."""
     try:
@@ -268,30 +285,64 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float
     return out[0].transpose(0, 1)  # [Lq, Hq, Dh]
 
 
-def _doc_blocks(layout: AttentionLayout) -> list[tuple[Tensor, Tensor, Tensor | None]]:
-    """Per document: (query indexes [Lq_d], key indexes [Lk_d], mask [1, 1, Lq_d, Lk_d] or None when all-visible)."""
-    out: list[tuple[Tensor, Tensor, Tensor | None]] = []
-    for d in torch.unique(layout.q_doc).tolist():
-        qi = (layout.q_doc == d).nonzero().flatten()  # [Lq_d]
-        kj = (layout.k_doc == d).nonzero().flatten()  # [Lk_d]
+@dataclass(frozen=True)
+class _DocBlock:
+    """One document's queries and keys: a slice when contiguous (training packs), else an index tensor."""
+
+    q: slice | Tensor  # [Lq_d] rows of q
+    k: slice | Tensor  # [Lk_d] rows of k / v
+    mask: Tensor | None  # [Lq_d, Lk_d] bool, None when every query sees every key
+
+
+def _rows(idx: Tensor) -> slice | Tensor:
+    return slice(int(idx[0]), int(idx[-1]) + 1) if _contiguous(idx) else idx
+
+
+def _doc_blocks(layout: AttentionLayout) -> tuple[list[_DocBlock], bool]:
+    """Per document its block, and whether the query slices tile [0, Lq) in order (then outputs are concatenated).
+
+    Only the documents' own [Lq_d, Lk_d] blocks of the rule are evaluated: Σ_d Lq_d·Lk_d, never Lq·Lk.
+    """
+    out: list[_DocBlock] = []
+    q_doc, k_doc = layout.q_doc, layout.k_doc
+    # Document boundaries on the host once (one sync), not one nonzero() per document and layer.
+    docs = torch.unique_consecutive(q_doc).tolist()
+    if len(set(docs)) != len(docs):  # interleaved documents: group by id
+        docs = sorted(set(docs))
+    tiled, next_row = True, 0
+    for d in docs:
+        qi = (q_doc == d).nonzero().flatten()  # [Lq_d]
+        kj = (k_doc == d).nonzero().flatten()  # [Lk_d]
+        if kj.numel() == 0:
+            raise ValueError(f"document {d} has queries but no keys")
         block = layout.allowed(qi[:, None], kj[None, :])  # [Lq_d, Lk_d]
-        out.append((qi, kj, None if bool(block.all()) else block[None, None]))
-    return out
+        q_rows = _rows(qi)
+        tiled = tiled and isinstance(q_rows, slice) and q_rows.start == next_row
+        next_row = int(qi[-1]) + 1
+        out.append(_DocBlock(q_rows, _rows(kj), None if bool(block.all()) else block))
+    return out, tiled and next_row == layout.num_queries
 
 
 def _sdpa_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
-    """``_sdpa`` one document at a time on gathered keys (the varlen idea without a varlen kernel)."""
-    out = torch.empty_like(q)  # [Lq, Hq, Dh]
-    for qi, kj, mask in layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout)):
+    """SDPA one document at a time on its own keys (the varlen idea without a varlen kernel)."""
+    blocks, tiled = layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout))
+    outs = []
+    for b in blocks:
         o = F.scaled_dot_product_attention(
-            q[qi].transpose(0, 1)[None],  # [1, Hq, Lq_d, Dh]
-            k[kj].transpose(0, 1)[None],  # [1, Hkv, Lk_d, Dh]
-            v[kj].transpose(0, 1)[None],
-            attn_mask=mask,
+            q[b.q].transpose(0, 1)[None],  # [1, Hq, Lq_d, Dh]
+            k[b.k].transpose(0, 1)[None],  # [1, Hkv, Lk_d, Dh]
+            v[b.k].transpose(0, 1)[None],
+            attn_mask=None if b.mask is None else b.mask[None, None],
             scale=scale,
             enable_gqa=True,
         )
-        out[qi] = o[0].transpose(0, 1)
+        outs.append(o[0].transpose(0, 1))  # [Lq_d, Hq, Dh]
+    if tiled:
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+    # Allocate in the kernel's dtype (under autocast it differs from q's).
+    out = outs[0].new_empty((layout.num_queries, *outs[0].shape[1:]))
+    for b, o in zip(blocks, outs):
+        out[b.q] = o
     return out
 
 
@@ -308,21 +359,9 @@ def _flex_fn(device: torch.device) -> Any:
     return _COMPILED_FLEX["cuda"]
 
 
-def _flex(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+def _flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float) -> Tensor:
     import warnings
 
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    def mask_mod(b: Tensor, h: Tensor, qi: Tensor, kj: Tensor) -> Tensor:
-        return layout.allowed(qi, kj)
-
-    def build() -> Any:
-        compile_mask = q.device.type == "cuda"  # the compiled mask builder avoids materialising L×L on the GPU
-        return create_block_mask(
-            mask_mod, None, None, layout.num_queries, layout.num_keys, device=q.device, _compile=compile_mask
-        )
-
-    block_mask = layout.memo("flex", build)
     with warnings.catch_warnings():
         # Eager flex warns that it is unfused; on CPU that is the intended use (tests and reference numbers).
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
@@ -335,6 +374,53 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float
             enable_gqa=True,
         )
     return out[0].transpose(0, 1)  # [Lq, Hq, Dh]
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if q.device.type != "cuda" and layout.per_doc:
+        return _flex_per_doc(q, k, v, layout, scale)
+
+    def mask_mod(b: Tensor, h: Tensor, qi: Tensor, kj: Tensor) -> Tensor:
+        return layout.allowed(qi, kj)
+
+    def build() -> Any:
+        compile_mask = q.device.type == "cuda"  # the compiled mask builder avoids materialising L×L on the GPU
+        return create_block_mask(
+            mask_mod, None, None, layout.num_queries, layout.num_keys, device=q.device, _compile=compile_mask
+        )
+
+    return _flex_call(q, k, v, layout.memo("flex", build), scale)
+
+
+def _flex_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
+    """Eager flex (CPU) one document at a time: its block mask from the document's own [Lq_d, Lk_d] rule."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def build() -> list[Any]:
+        masks: list[Any] = []
+        for b in layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout))[0]:
+            if b.mask is None:  # all-visible: flex without a block mask is full attention
+                masks.append(None)
+                continue
+
+            def mask_mod(_b: Tensor, _h: Tensor, qi: Tensor, kj: Tensor, m: Tensor = b.mask) -> Tensor:
+                return m[qi, kj]
+
+            lq, lk = b.mask.shape
+            masks.append(create_block_mask(mask_mod, None, None, lq, lk, device=q.device, _compile=False))
+        return masks
+
+    masks = layout.memo("flex_per_doc", build)
+    blocks, tiled = layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout))
+    outs = [_flex_call(q[b.q], k[b.k], v[b.k], m, scale) for b, m in zip(blocks, masks)]
+    if tiled:
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+    out = outs[0].new_empty((layout.num_queries, *outs[0].shape[1:]))
+    for b, o in zip(blocks, outs):
+        out[b.q] = o
+    return out
 
 
 def _flash_segments(
@@ -367,13 +453,16 @@ def _flash(
     causal_flags = {full for _, _, full in runs}
     if len(causal_flags) == 2:
         # Mixed causal and full splits: run the two groups separately (flash takes one causal flag per call).
-        out = torch.empty_like(q)
+        out: Tensor | None = None
         for want_full in (False, True):
             sel = [i for i, (_, _, full) in enumerate(runs) if full == want_full]
             sub = _flash_call(
                 q, k, v, [q_parts[i] for i in sel], [k_idx[i] for i in sel], not want_full, scale, varlen_fn
             )
+            if out is None:  # in the kernel's dtype, not q's
+                out = sub.new_empty((q.shape[0], *sub.shape[1:]))
             out[torch.cat([q_parts[i] for i in sel])] = sub
+        assert out is not None
         return out
     causal = not next(iter(causal_flags))
     return _flash_call(q, k, v, q_parts, k_idx, causal, scale, varlen_fn)
@@ -426,13 +515,15 @@ def packed_attention(
             one to check the segment construction without a GPU).
 
     Returns:
-        [Lq, Hq, Dh].
+        [Lq, Hq, Dh] in ``attention_dtype(v)`` (q, k, v are cast to it first).
     """
     if q.shape[0] != layout.num_queries or k.shape[0] != layout.num_keys:
         raise ValueError(
             f"layout is for {layout.num_queries} queries / {layout.num_keys} keys, got {q.shape[0]} / {k.shape[0]}"
         )
     scale = 1.0 / math.sqrt(q.shape[-1])
+    dtype = attention_dtype(v)
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     if backend == "sdpa":
         return _sdpa_per_doc(q, k, v, layout, scale) if layout.per_doc else _sdpa(q, k, v, layout, scale)
     if backend == "flex":

@@ -267,12 +267,16 @@ def _side_from_rows(rows: int, key: str, source: str) -> int:
 
 
 def read_bagel_config(
-    directory: str | Path, ema_shapes: dict[str, Shape] | None = None, ae_shapes: dict[str, Shape] | None = None
+    directory: str | Path,
+    ema_shapes: dict[str, Shape] | None = None,
+    ae_shapes: dict[str, Shape] | None = None,
+    **changes: Any,
 ) -> ModelConfig:
     """Assemble the ``ModelConfig`` of a BAGEL-layout directory.
 
     ``llm_config.json`` and ``vit_config.json`` are required; ``config.json`` is optional (release inference defaults
     otherwise); the sin-cos table sizes come from ``ema_shapes`` and the VAE shape from ``ae_shapes`` when given.
+    ``changes`` are top-level ``ModelConfig`` fields applied before validation (see ``ModelConfig.from_json_dicts``).
     """
     directory = Path(directory)
     llm = LLMConfig.from_json(directory / LLM_CONFIG_FILE)
@@ -291,7 +295,7 @@ def read_bagel_config(
         for key, field_name in zip(POS_TABLE_KEYS, ("max_latent_size", "vit_max_num_patch_per_side")):
             if key in ema_shapes:
                 top[field_name] = _side_from_rows(ema_shapes[key][0], key, str(directory / EMA_FILE))
-    return ModelConfig.from_json_dicts(top, llm, vit, vae, source=str(top_path))
+    return ModelConfig.from_json_dicts(top, llm, vit, vae, source=str(top_path), changes=changes)
 
 
 # -------------------------------------------------------------------------------------------------------- locating
@@ -514,9 +518,9 @@ def load_bagel_dir(
     ema_shapes = _TensorSource(ema_path, "cpu").shapes()  # headers only (pickles are memory-mapped)
     ae_path = _find_weights(directory, "ae", allow_pickle) if load_vae else None
     ae_source = _TensorSource(ae_path, device) if ae_path is not None else None
-    config = read_bagel_config(directory, ema_shapes, ae_source.shapes() if ae_source else None)
-    if config_changes:
-        config = config.replace(**config_changes)
+    # Overrides join the file's values before validation: ``tokens=`` must be able to rescue a small-vocab config.json
+    # without ``special_tokens`` (the Qwen default ids would not validate on their own).
+    config = read_bagel_config(directory, ema_shapes, ae_source.shapes() if ae_source else None, **config_changes)
     model = build_model_on_meta(config)
     load_model_weights(model, ema_path, device=device, dtype=dtype, recompute_pos_tables=recompute_pos_tables)
     model.eval()

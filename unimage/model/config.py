@@ -17,6 +17,7 @@ benchmarks) and ``bagel-7b-mot`` (the released shapes, see ``shared/reference/ba
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -337,11 +338,14 @@ class ModelConfig:
         vit: ViTConfig,
         vae: VAEConfig,
         source: str = "config.json",
+        changes: Mapping[str, Any] | None = None,
     ) -> ModelConfig:
         """Assemble a config from BAGEL's ``config.json`` content and already-read encoder configs.
 
         Unknown keys (``vae_config``, ``vit_config``, ``llm_config`` that vLLM reads) are ignored; missing ones take the
-        inference defaults of the release (bagel-compat §1.2).
+        inference defaults of the release (bagel-compat §1.2). ``changes`` (top-level fields, e.g. ``tokens=``) are
+        applied BEFORE validation, so an override can rescue a file whose defaults would not validate (a small vocab
+        without ``special_tokens``: the Qwen default ids are out of range until ``tokens`` replaces them).
 
         Raises:
             ValueError: ``interpolate_pos`` is true, or a field has an invalid value.
@@ -363,6 +367,7 @@ class ModelConfig:
         kwargs: dict[str, Any] = {k: v for k, v in top.items() if k in names}
         if "special_tokens" in top:
             kwargs["tokens"] = SpecialTokens(**top["special_tokens"])
+        kwargs.update(changes or {})
         try:
             return cls(llm=llm, vit=vit, vae=vae, **kwargs)
         except (TypeError, ValueError) as err:

@@ -244,14 +244,14 @@ def flow_timesteps(num_timesteps: int, shift: float) -> Tensor:
 def _velocity(model: UniMAGE, context: Context, batch: PackedBatch, x: Tensor, t: Tensor) -> Tensor:
     """v(x, t) [Nl, Pl] of the query block ``batch`` over ``context`` (the context is not grown)."""
     hidden, _ = run_cached(model, context, batch, x, t)
-    return model.llm2vae(hidden[batch.vae_indexes])
+    return model.llm2vae(hidden[batch.vae_indexes]).float()  # the CFG arithmetic and the Euler update run in fp32
 
 
 def _batched_velocities(model: UniMAGE, branches: BranchBatch, x: Tensor, t: Tensor) -> list[Tensor]:
     """v(x, t) of every branch in one forward: n × [Nl, Pl], in the order of the prepared contexts."""
     n = branches.num_branches
     hidden = run_branches(model, branches, x.repeat(n, 1), t.repeat(n))  # [n·Lq, D]
-    v = model.llm2vae(hidden[branches.batch.vae_indexes])  # [n·Nl, Pl], branch-major
+    v = model.llm2vae(hidden[branches.batch.vae_indexes]).float()  # [n·Nl, Pl], branch-major
     return list(v.view(n, *x.shape).unbind(0))
 
 
@@ -320,7 +320,9 @@ def generate_image(
         guided = prepare_branches(model, [ctx for ctx, _ in branches.values()], [placeholder])
 
     x = noise if noise is not None else torch.randn(h * w, config.patch_latent_dim, generator=generator)
-    x = x.to(device, model.llm2vae.weight.dtype)  # [Nl, Pl]
+    # The flow state stays fp32 whatever the weights' dtype (as BAGEL's sampler): rounding x to bf16 at each of the
+    # 49 Euler updates drifts the result by several % of its scale; the model casts its input to its own dtype.
+    x = x.to(device, torch.float32)  # [Nl, Pl]
     ts = flow_timesteps(num_timesteps, timestep_shift)
     for i in range(num_timesteps - 1):
         t = float(ts[i])
@@ -413,7 +415,7 @@ def generate_images(
     guided = prepare_branches(model, guided_ctx, [], queries) if nb > 1 else plain
 
     xs = [torch.randn(h * w, config.patch_latent_dim, generator=req.generator) for req in requests]
-    x = torch.stack(xs).to(device, model.llm2vae.weight.dtype)  # [R, Nl, Pl]
+    x = torch.stack(xs).to(device, torch.float32)  # [R, Nl, Pl], fp32 flow state (see generate_image)
     ts = flow_timesteps(num_timesteps, timestep_shift)
     for i in range(num_timesteps - 1):
         t = float(ts[i])
@@ -421,7 +423,7 @@ def generate_images(
         branches, k = (guided, nb) if s_text > 1 else (plain, 1)
         inputs = x.repeat_interleave(k, dim=0).flatten(0, 1)  # [R·k·Nl, Pl], request-major
         hidden = run_branches(model, branches, inputs, torch.full((inputs.shape[0],), t, device=device))
-        v = model.llm2vae(hidden[branches.batch.vae_indexes]).view(len(requests), k, h * w, -1)  # [R, k, Nl, Pl]
+        v = model.llm2vae(hidden[branches.batch.vae_indexes]).float().view(len(requests), k, h * w, -1)  # [R,k,Nl,Pl]
         for r in range(len(requests)):
             v_text = v[r, 1] if k > 1 else None
             v_img = v[r, 2] if k > 2 else None

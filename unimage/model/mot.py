@@ -17,8 +17,9 @@ Per layer and token x with expert e(x) (bagel-compat §2.2):
     x = x + SwiGLU_e(RMSNorm'_e(x))
     after the last layer: norm for understanding tokens, norm_moe_gen for generation tokens.
 
-Deviations: BAGEL casts q/k/v to bf16 before attention; here attention runs in the activation dtype (fp32 on CPU),
-so numbers differ from the official code by bf16 rounding only. ``freeze_und`` reproduces BAGEL's stop-gradient.
+Precision: BAGEL hard-casts q/k/v to bf16 before attention; here they take ``attention.attention_dtype``: the autocast
+dtype under autocast (bf16 as BAGEL, also for the cached keys), else the activation dtype, so fp32 runs stay fp32.
+``freeze_und`` reproduces BAGEL's stop-gradient.
 
 Shape letters: L packed tokens (Lq queries when a KV cache holds earlier tokens), D hidden, Hq query heads,
 Hkv key/value heads, Dh head dim, I MLP width.
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from unimage.model.attention import AttentionLayout, ResolvedBackend, packed_attention
+from unimage.model.attention import AttentionLayout, ResolvedBackend, attention_dtype, packed_attention
 from unimage.model.config import LLMConfig
 
 __all__ = [
@@ -225,6 +226,9 @@ class MoTAttention(nn.Module):
             h, lambda x: self.v_proj(x).view(-1, hkv, dh), lambda x: self.v_proj_moe_gen(x).view(-1, hkv, dh)
         )  # [Lq, Hkv, Dh]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # One dtype at the kernel (under autocast the norm's fp32 weight leaves q, k in fp32 beside a bf16 v).
+        dtype = attention_dtype(v)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         k_all = k if past is None else torch.cat([past[0], k])  # [Lk, Hkv, Dh]
         v_all = v if past is None else torch.cat([past[1], v])
         attn = packed_attention(q, k_all, v_all, layout, backend).reshape(-1, hq * dh)  # [Lq, Hq·Dh]

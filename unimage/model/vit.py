@@ -272,6 +272,8 @@ class SiglipNavit(nn.Module):
             idx = torch.cat([torch.arange(bounds[i], bounds[i + 1], device=h.device) for i in images])  # [B·n]
             x = h[idx].view(len(images), length, -1)  # [B, n, D]
             for layer in vm.encoder.layers:
-                x = layer(x, None)
+                y = layer(x, None)
+                # transformers 4.x returns a 1-tuple (hidden_states,), 5.x the tensor itself.
+                x = y[0] if isinstance(y, tuple) else y
             out = out.index_copy(0, idx, x.reshape(len(images) * length, -1))
         return vm.post_layernorm(out)  # [N, D]

@@ -262,3 +262,22 @@ def test_load_never_holds_two_copies(tmp_path) -> None:
     assert report["params"] * 4 == pytest.approx(size, rel=0.01)
     print(f"\nload of {size / 2**20:.0f} MiB: peak RSS +{report['peak_increase_bytes'] / 2**20:.0f} MiB")
     assert report["peak_increase_bytes"] < 1.5 * size
+
+
+def test_tokens_override_rescues_config_without_special_tokens(tiny_dir, tmp_path) -> None:
+    """A small-vocab config.json without ``special_tokens``: the Qwen default ids (151644...) are out of range, so
+    only an override applied before validation can load it (issue 13, defect 5)."""
+    from unimage.model.config import SpecialTokens
+
+    d = tmp_path / "no_tokens"
+    shutil.copytree(tiny_dir, d)
+    top = json.loads((d / "config.json").read_text())
+    written = SpecialTokens(**top.pop("special_tokens"))
+    (d / "config.json").write_text(json.dumps(top))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        load_bagel_dir(d, load_vae=False)
+    ckpt = load_bagel_dir(d, load_vae=False, tokens=written)
+    assert ckpt.config.tokens == written
+    assert ckpt.config.llm.vocab_size < 151644
+    with pytest.raises(ValueError, match=r"config\.json"):  # a bad override still names the file
+        load_bagel_dir(d, load_vae=False, tokens=SpecialTokens())

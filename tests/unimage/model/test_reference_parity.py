@@ -31,8 +31,10 @@ CPU shims applied by monkeypatching (the checkout is never edited), as described
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.machinery
+import importlib.util
 import json
 import math
 import os
@@ -99,6 +101,29 @@ class _TorchFp32:
         return getattr(torch, name)
 
 
+def _attn_mask_utils_stub() -> types.ModuleType:
+    """transformers 5 removed ``modeling_attn_mask_utils``; the official SigLIP imports ``_prepare_4d_attention_mask``
+    from it at module level (used only by its text tower, which BAGEL never builds). Same semantics: a [B, S] 0/1
+    padding mask → an additive [B, 1, T, S] mask (0 = keep, dtype minimum = masked)."""
+
+    def _prepare_4d_attention_mask(mask, dtype, tgt_len=None):
+        b, src = mask.shape
+        expanded = mask[:, None, None, :].expand(b, 1, tgt_len or src, src).to(dtype)
+        inverted = 1.0 - expanded
+        return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
+
+    module = types.ModuleType("transformers.modeling_attn_mask_utils")
+    module.__spec__ = importlib.machinery.ModuleSpec("transformers.modeling_attn_mask_utils", None)
+    module._prepare_4d_attention_mask = _prepare_4d_attention_mask  # type: ignore[attr-defined]
+    return module
+
+
+@dataclasses.dataclass
+class _NavitOutput:
+    packed_query_sequence: torch.Tensor | None = None
+    past_key_values: object = None
+
+
 def _default_rope_init(config, device=None, **_kwargs):
     base = config.rope_theta
     dim = config.hidden_size // config.num_attention_heads
@@ -118,6 +143,8 @@ def official():
     mp = pytest.MonkeyPatch()
     mp.syspath_prepend(str(repo))
     mp.setitem(sys.modules, "flash_attn", _flash_attn_stub())
+    if importlib.util.find_spec("transformers.modeling_attn_mask_utils") is None:  # transformers >= 5
+        mp.setitem(sys.modules, "transformers.modeling_attn_mask_utils", _attn_mask_utils_stub())
     try:
         bagel_pkg = importlib.import_module("modeling.bagel")
         qwen2_navit = importlib.import_module("modeling.bagel.qwen2_navit")
@@ -126,6 +153,9 @@ def official():
         autoencoder = importlib.import_module("modeling.autoencoder")
         data_utils = importlib.import_module("data.data_utils")
         mp.setattr(qwen2_navit, "sdpa_kernel", lambda *a, **k: contextlib.nullcontext())
+        # transformers 5's ModelOutput renames a ``past_key_values`` kwarg to ``cache``, which the official output
+        # dataclass does not declare; a plain record with the two fields it is read through stands in.
+        mp.setattr(qwen2_navit, "BaseNavitOutputWithPast", _NavitOutput)
         if "default" not in qwen2.ROPE_INIT_FUNCTIONS:
             mp.setattr(qwen2, "ROPE_INIT_FUNCTIONS", {**qwen2.ROPE_INIT_FUNCTIONS, "default": _default_rope_init})
         ns = types.SimpleNamespace(
