@@ -7,6 +7,7 @@ then run in-process or hand the per-arm commands to a launcher (:mod:`ablations.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines are still printed)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="arms run in this many parallel processes, one torch thread each (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for an arm another sweep process holds (default: 0, report it and go on)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,7 +87,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep {sweep.name} ({sweep.path}) → {root}", file=sys.stderr)
     print(format_plan(plans), end="", file=sys.stderr)
     try:
-        result = run_sweep(sweep, args.arms, args.stages, args.runs, progress=not args.no_progress)
+        result = run_sweep(
+            sweep,
+            args.arms,
+            args.stages,
+            args.runs,
+            progress=not args.no_progress,
+            jobs=max(1, args.jobs),
+            wait=args.wait,
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

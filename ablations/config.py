@@ -20,6 +20,14 @@ A sweep file (``ablations/sweeps/<name>.yaml``) looks like::
         published_as: StoryDiffusion
         external: {outputs: /path/to/outputs, method: StoryDiffusion}
 
+Seeds (``seeds: [0, 1, 2]`` at the top, or per arm): every trained arm runs once per training seed, each in its own
+run folder ``<runs>/<name>/<arm>.seed<k>/`` with ``seed: k``, because a difference between two arms means nothing
+until it is compared with what another seed of the *same* arm gives. A **null arm** (``null_of: full``) is the
+named arm's exact config trained with other seeds (its own ``seeds``): its "effect" against the reference is seed
+noise by construction, which is what the effects report shows as the noise band. ``reference:`` (default: the first
+trained arm that is not a null arm) names the arm every other arm's effects are measured against. Each run folder
+gets ``arm.json`` (arm, seed, role, reference) for the reports.
+
 Why dotted overrides and not full copies (style principle 14): an arm states only what differs, so a reader sees the
 ablation at a glance and a change to the base reaches every arm. The resolved config of an arm (base + overrides)
 is what the runner writes to ``<arm>/config.yaml`` and what the stage hashes are computed from.
@@ -30,6 +38,7 @@ Everything here is plain data (no torch, no I/O besides reading the YAML); error
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -78,6 +87,11 @@ DEFAULTS: dict[str, Any] = {
         "device": None,
         "batch_size": 16,
         "chunk_images": 64,
+        # SynthStory oracle metrics (when the dataset has ground truth) and teacher-forced diagnostics of trained
+        # arms, written with the evaluator's per-story values to metrics/perstory_long.csv.
+        "oracle": True,
+        "diagnostics": True,
+        "diag_max_stories": None,
     },
     "launch": {
         "partition": None,
@@ -113,6 +127,14 @@ class ArmSpec:
     config: dict[str, Any]
     stages: tuple[str, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    seed: int | None = None
+    role: str = "reference"
+    reference: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        """The content of ``<run>/arm.json``: which arm and seed this run is, and what its effects compare with."""
+        return {"arm": self.group or self.name, "seed": self.seed, "role": self.role, "reference": self.reference}
 
     @property
     def external(self) -> dict[str, Any] | None:
@@ -142,15 +164,18 @@ class SweepSpec:
     base: dict[str, Any]
     arms: dict[str, ArmSpec]
     header: str = ""
+    reference: str | None = None
+    controls: list[str] = field(default_factory=list)
 
     def select(self, names: list[str] | None) -> list[ArmSpec]:
         """The arms named (in the sweep's order), or all; unknown names raise :class:`SweepError`."""
         if not names:
             return list(self.arms.values())
-        unknown = [n for n in names if n not in self.arms]
+        groups = {a.group for a in self.arms.values()}
+        unknown = [n for n in names if n not in self.arms and n not in groups]
         if unknown:
             raise SweepError(f"{self.path}: unknown arm(s) {unknown}; the sweep has {list(self.arms)}")
-        return [a for a in self.arms.values() if a.name in names]
+        return [a for a in self.arms.values() if a.name in names or a.group in names]
 
 
 ##### dotted overrides
@@ -282,8 +307,9 @@ def _header(text: str) -> str:
     return "\n".join(lines)
 
 
-_TOP_KEYS = {"name", "runs", "stages", "base", "arms"}
-_ARM_KEYS = {"overrides", "published_as", "external", "stages"}
+_TOP_KEYS = {"name", "runs", "stages", "base", "arms", "seeds", "reference", "controls"}
+_ARM_KEYS = {"overrides", "published_as", "external", "stages", "seeds", "null_of"}
+ROLES = ("reference", "ablation", "null", "external")
 _EXTERNAL_KEYS = {"outputs", "method", "mode", "timestamp", "lang"}
 
 
@@ -307,9 +333,15 @@ def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> Sw
     arms_raw = data.get("arms")
     if not isinstance(arms_raw, dict) or not arms_raw:
         raise SweepError(f"{where}: arms must be a non-empty mapping of arm name -> settings")
+    seeds = _seeds(data.get("seeds"), f"{where}: seeds")
+    reference = _reference(data.get("reference"), arms_raw, where)
     arms: dict[str, ArmSpec] = {}
     for arm_name, arm_raw in arms_raw.items():
-        arms[str(arm_name)] = _arm(str(arm_name), arm_raw or {}, base, stages, str(name), f"{where}: arms.{arm_name}")
+        for arm in _expand(str(arm_name), arm_raw or {}, arms_raw, base, stages, str(name), seeds, reference, where):
+            arms[arm.name] = arm
+    controls = data.get("controls") or []
+    if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
+        raise SweepError(f"{where}: controls: expected a list of corruption names")
     return SweepSpec(
         name=str(name),
         path=path,
@@ -318,7 +350,79 @@ def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> Sw
         base=base,
         arms=arms,
         header=header,
+        reference=reference,
+        controls=[str(c) for c in controls],
     )
+
+
+def _seeds(value: Any, where: str) -> list[int] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise SweepError(f"{where}: expected a non-empty list of integer seeds, got {value!r}")
+    if len(set(value)) != len(value):
+        raise SweepError(f"{where}: seeds repeat: {value}")
+    return [int(v) for v in value]
+
+
+def _reference(value: Any, arms_raw: dict[str, Any], where: str) -> str | None:
+    """The reference arm: as named, else the first trained arm that is not a null arm."""
+    trained = [
+        str(n) for n, r in arms_raw.items() if not (isinstance(r, dict) and (r.get("external") or r.get("null_of")))
+    ]
+    if value is None:
+        return trained[0] if trained else None
+    if str(value) not in trained:
+        raise SweepError(f"{where}: reference: {value!r} is not a trained arm of the sweep ({trained})")
+    return str(value)
+
+
+def _expand(
+    name: str,
+    raw: Any,
+    arms_raw: dict[str, Any],
+    base: dict[str, Any],
+    stages: tuple[str, ...],
+    sweep: str,
+    seeds: list[int] | None,
+    reference: str | None,
+    where: str,
+) -> list[ArmSpec]:
+    """One arm of the file → its runs: one per seed for a trained arm with seeds, else the arm itself."""
+    at = f"{where}: arms.{name}"
+    if not isinstance(raw, dict):
+        raise SweepError(f"{at}: expected a mapping with {sorted(_ARM_KEYS)}, got {type(raw).__name__}")
+    raw = dict(raw)
+    null_of = raw.pop("null_of", None)
+    arm_seeds = _seeds(raw.pop("seeds", None), f"{at}.seeds")
+    if null_of is not None:
+        target = arms_raw.get(null_of)
+        if (not isinstance(target, dict) and target is not None) or null_of not in arms_raw or null_of == name:
+            raise SweepError(f"{at}.null_of: {null_of!r} is not another arm of the sweep")
+        target = target or {}
+        if target.get("external") or target.get("null_of"):
+            raise SweepError(f"{at}.null_of: {null_of!r} must be a trained arm")
+        if arm_seeds is None:
+            raise SweepError(f"{at}: a null arm needs its own seeds (other than {null_of!r}'s)")
+        raw["overrides"] = {**(target.get("overrides") or {}), **(raw.get("overrides") or {})}
+    arm = _arm(name, raw, base, stages, sweep, at)
+    if arm.external:
+        return [dataclasses.replace(arm, group=name, role="external")]
+    role = "null" if null_of is not None else "reference" if name == reference else "ablation"
+    ref = None if role == "reference" else (null_of if null_of is not None and reference is None else reference)
+    run_seeds = arm_seeds or seeds
+    if run_seeds is None:
+        return [dataclasses.replace(arm, group=name, seed=int(arm.config["seed"]), role=role, reference=ref)]
+    out = []
+    for k in run_seeds:
+        run = f"{name}.seed{k}"
+        config = copy.deepcopy(arm.config) | {"seed": k, "arm": run}
+        out.append(dataclasses.replace(arm, name=run, config=config, group=name, seed=k, role=role, reference=ref))
+    return out
 
 
 def _check_name(name: str, where: str) -> None:

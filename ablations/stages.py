@@ -322,18 +322,59 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     row = json.loads(row_path.read_text(encoding="utf-8"))
     arm_index = list(ctx.sweep.arms).index(ctx.arm.name)  # reports list arms in the sweep's order
     row.update(sweep=ctx.sweep.name, arm=ctx.arm.name, arm_index=arm_index, published_as=ctx.arm.published_as)
+    row.update(group=ctx.arm.group or ctx.arm.name, seed=ctx.arm.seed, role=ctx.arm.role)
     atomic_write_json(row_path, row)
+    long_path = write_perstory(ctx, _output_run(outputs, method, mode, lang, timestamp))
     return {
         "out": str(ctx.paths.metrics),
         "computed_units": len(report.computed),
         "reused_units": len(report.reused),
         "n_stories": row.get("n_stories"),
+        "perstory": str(long_path),
     }
+
+
+def _output_run(outputs: Path, method: str, mode: str | None, lang: str, timestamp: str | None) -> Path | None:
+    """The output run folder ``<outputs>/<method>/<mode>/<lang>/<timestamp>/`` (newest when not named)."""
+    modes = [outputs / method / mode] if mode else sorted((outputs / method).glob("*"))
+    runs = [r for m in modes for r in sorted((m / lang).glob(timestamp or "*")) if r.is_dir()]
+    return runs[-1] if runs else None
+
+
+def write_perstory(ctx: StageContext, run_dir: Path | None) -> Path:
+    """``<arm>/metrics/perstory_long.csv``: the evaluator's per-story values, SynthStory oracle metrics (when the
+    dataset has ground truth) and the teacher-forced diagnostics of a trained arm (`ablations.longform`)."""
+    from ablations.longform import bench_rows, oracle_rows, story_dirs, write_long_csv
+
+    ev = ctx.config["evaluate"]
+    rows = bench_rows(ctx.paths.metrics, ev["era"], ev["backbones"])
+    gt_dir = dataset_path(ctx).parent / "ground_truth"
+    if ev.get("oracle", True) and gt_dir.is_dir() and run_dir is not None:
+        rows += oracle_rows(gt_dir, story_dirs(run_dir))
+    if ev.get("diagnostics", True) and ctx.arm.external is None and ctx.config["data"].get("synthstory") is not None:
+        rows += diagnostic_rows(ctx)
+    return write_long_csv(ctx.paths.metrics / "perstory_long.csv", rows)
+
+
+def diagnostic_rows(ctx: StageContext) -> list[Any]:
+    """Teacher-forced diagnostics of the arm's exported checkpoint on the SynthStory held-out set (family ``diag``)."""
+    from ablations.longform import LongRow
+    from unimage.eval.diagnostics import diagnose
+
+    export = ctx.upstream.get("train", {}).get("export") or str(ctx.paths.export)
+    ev = ctx.config["evaluate"]
+    found = diagnose(
+        export, data_dir(ctx), device=ctx.device("evaluate"), max_stories=ev.get("diag_max_stories"), seed=0
+    )
+    return [LongRow(r.story, r.metric, "diag", bool(r.higher_is_better), r.value) for r in found]
 
 
 def make_judge(ctx: StageContext) -> Any:
     """The Prompt Alignment judge named by ``evaluate.judge`` (answers cached per sweep, so no question is paid twice)."""
-    ev = ctx.config["evaluate"]
+    return _judge_for(ctx.config["evaluate"], ctx.sweep_dir)
+
+
+def _judge_for(ev: dict[str, Any], sweep_dir: Path) -> Any:
     if ev["judge"] == "toy":
         from bench.judge.toy import ToyJudge
 
@@ -345,7 +386,7 @@ def make_judge(ctx: StageContext) -> Any:
         model=ev.get("judge_model"),
         base_url=ev.get("judge_base_url"),
         era=ev["era"],
-        cache_dir=ctx.sweep_dir / "_judge_cache",
+        cache_dir=sweep_dir / "_judge_cache",
     )
 
 

@@ -27,8 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ref-format",
         choices=("png", "jpg"),
-        default="png",
-        help="reference image format (default png; jpg for *.jpg globs)",
+        default="jpg",
+        help="reference image format (default jpg, which the official CIDS code reads; png is lossless)",
     )
     parser.add_argument("--max-characters", type=int, default=3, help="largest cast of a story (default 3, at most 10)")
     parser.set_defaults(func=run)

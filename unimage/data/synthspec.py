@@ -73,14 +73,21 @@ class SynthStoryConfig:
         image_size: Side of the square keyframes, in pixels.
         ref_size: Side of the square character reference images (``0``: ``image_size``).
         refs_per_character: Reference images per character in the eval set (00.png, 01.png, ...).
-        ref_format: File format of the reference images: ``png`` (lossless; the default) or ``jpg``
-            (quality 95), for tools that glob only ``*.jpg`` as the official Era-A CIDS code does.
+        ref_format: File format of the reference images: ``jpg`` (quality 95, no chroma subsampling; the default,
+            because the official ViStoryBench CIDS code reads only ``*.jpg`` references, as the real dataset ships
+            them) or ``png`` (lossless).
         max_characters: Largest cast of a story (at most the number of body colours, 10).
         max_environments: Most environments in a story.
         train_shots: Inclusive range of shots per interleaved training story.
         text_shots: Inclusive range of shots per text-only script.
         eval_shots: Inclusive range of shots per evaluation story.
         empty_shot_prob: Probability that a shot shows no character (an establishing shot).
+        appearance: Where a character's look is written. ``global`` (the default): in full in its global
+            ``<CharacterN>`` entry only; shot texts name and tag it but never repeat its look, so a shot can get the
+            look from the global entry (text) or from earlier keyframes (In-Context ID Prompting). ``none``: the
+            global entry gives only the name, so the look of a character is fixed by its first keyframe alone and
+            later shots can only stay consistent by looking at earlier keyframes: the strict ID-P test (oracle
+            cross-shot consistency, not identity, is then the metric that can tell).
     """
 
     seed: int = 0
@@ -91,13 +98,14 @@ class SynthStoryConfig:
     image_size: int = 128
     ref_size: int = 0
     refs_per_character: int = 1
-    ref_format: Literal["png", "jpg"] = "png"
+    ref_format: Literal["png", "jpg"] = "jpg"
     max_characters: int = 3
     max_environments: int = 2
     train_shots: tuple[int, int] = (3, 6)
     text_shots: tuple[int, int] = (4, 8)
     eval_shots: tuple[int, int] = (4, 8)
     empty_shot_prob: float = 0.1
+    appearance: Literal["global", "none"] = "global"
 
     def __post_init__(self) -> None:
         for name in ("train_stories", "eval_stories"):
@@ -124,6 +132,8 @@ class SynthStoryConfig:
                 raise ValueError(f"{name} must be an inclusive range 1 <= lo <= hi <= 99, got {(lo, hi)}")
         if not 0.0 <= self.empty_shot_prob < 1.0:
             raise ValueError(f"empty_shot_prob must be in [0, 1), got {self.empty_shot_prob}")
+        if self.appearance not in ("global", "none"):
+            raise ValueError(f"appearance must be 'global' or 'none', got {self.appearance!r}")
 
     @property
     def n_text(self) -> int:
@@ -187,6 +197,11 @@ class CharacterSpec:
             en += f", wearing a {self.accessory_color.en} {acc.en}"
             ch += f"，戴着{self.accessory_color.ch}的{acc.ch}"
         return Word(en + ".", ch + "。")
+
+    @property
+    def name_only(self) -> Word:
+        """The global entry of the ``appearance="none"`` variant: the name, no look."""
+        return Word(f"{self.name.en}, a small figure.", f"{self.name.ch}，一个小小的身影。")
 
 
 @dataclass(frozen=True)
@@ -268,6 +283,12 @@ class StorySpec:
     characters: tuple[CharacterSpec, ...]
     environments: tuple[EnvironmentSpec, ...]
     shots: tuple[ShotSpec, ...]
+    appearance: Literal["global", "none"] = "global"
+
+    def look(self, index: int) -> Word:
+        """The text of global entry ``<Character{index}>`` (full look, or the name only: `SynthStoryConfig.appearance`)."""
+        char = self.character(index)
+        return char.description if self.appearance == "global" else char.name_only
 
     def character(self, index: int) -> CharacterSpec:
         return self.characters[index - 1]
@@ -335,6 +356,7 @@ def sample_story(config: SynthStoryConfig, split: Split, index: int, story_id: s
         characters=characters,
         environments=environments,
         shots=tuple(shots),
+        appearance=config.appearance,
     )
 
 

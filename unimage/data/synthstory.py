@@ -10,7 +10,7 @@
     <out>/train/images/interleaved/<id>/shot_NN.png
     <out>/train/images/pairs/<id>.png
     <out>/eval/ViStory/<NN>/story.json          ViStoryBench dataset layout (reference/vistorybench.md §1)
-    <out>/eval/ViStory/<NN>/image/<Key>/00.png  character reference images (or 00.jpg: ``ref_format``)
+    <out>/eval/ViStory/<NN>/image/<Key>/00.jpg  character reference images (or 00.png: ``ref_format``)
     <out>/eval/ground_truth/<NN>.json           boxes, character ids and counts per shot
     <out>/eval/scripts/<NN>.txt                 the story as a UniMAGE script
     <out>/eval/outputs/ground_truth/base/en/20000101_000000/<NN>/shots/shot_NN.png

@@ -119,7 +119,7 @@ def video_text(story: StorySpec, shot: ShotSpec) -> str:
 def script_text(story: StorySpec) -> str:
     """The full UniMAGE script (DESIGN.md §3.1): prompt, global descriptions, then Frame/Video per shot."""
     lines = [f"<User>: {user_prompt(story).en}"]
-    lines += [f"{c.token}: {c.description.en}" for c in story.characters]
+    lines += [f"{c.token}: {story.look(c.index).en}" for c in story.characters]
     lines += [f"{e.token}: {e.description.en}" for e in story.environments]
     for shot in story.shots:
         lines += [
@@ -138,7 +138,7 @@ def pair_text(story: StorySpec) -> str:
     """
     shot = story.shots[0]
     visible = sorted(p.character for p in shot.placements)
-    lines = [f"{story.character(c).token}: {story.character(c).description.en}" for c in visible]
+    lines = [f"{story.character(c).token}: {story.look(c).en}" for c in visible]
     env = story.environment(shot.environment)
     lines += [f"{env.token}: {env.description.en}", f"<Frame1>: {frame_text(story, shot)}"]
     return "\n".join(lines) + "\n"
@@ -154,8 +154,8 @@ def story_json(story: StorySpec, story_type: Word = STORY_TYPE) -> dict[str, Any
             "tag": c.tag,
             "name_ch": c.name.ch,
             "name_en": c.name.en,
-            "prompt_ch": c.description.ch,
-            "prompt_en": c.description.en,
+            "prompt_ch": story.look(c.index).ch,
+            "prompt_en": story.look(c.index).en,
             "num_of_appearances": appearances[c.index],
         }
         for c in story.characters

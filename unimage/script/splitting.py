@@ -4,7 +4,8 @@ Two training views of one complete script:
 
 (a) prompt-based extension: cut at a random shot boundary and insert ``<Extension>: new prompt`` before the second
     part; the new prompt summarizes the second part (the paper uses Qwen2.5; here any ``str -> str`` callable, by
-    default a deterministic extractive summary).
+    default :func:`event_summary`, a deterministic summary of the second part's events: "Then Pip waves at Bo in
+    the night meadow. Bo jumps.").
 (b) in-context continuation: insert ``<Continuation>: Based on the above script, continue to write the subsequent shot
     content.`` before the last shot.
 
@@ -76,7 +77,7 @@ def split_for_extension(script: Script, seed: int, summarizer: Summarizer | None
     Args:
         script: a complete script with at least two shots.
         seed: picks the cut uniformly among the ``len(shots) - 1`` inner boundaries.
-        summarizer: maps the second part's canonical text to the new user prompt; default :func:`extractive_summary`.
+        summarizer: maps the second part's canonical text to the new user prompt; default :func:`event_summary`.
 
     Raises:
         ValueError: fewer than two shots, or the summarizer returned an empty prompt.
@@ -84,7 +85,7 @@ def split_for_extension(script: Script, seed: int, summarizer: Summarizer | None
     _require_shots(script, 2, "extension")
     cut = random.Random(seed).randint(1, len(script.shots) - 1)
     second_part = "".join(shot_text(s) for s in script.shots[cut:])
-    prompt = " ".join((summarizer or extractive_summary)(second_part).split())
+    prompt = " ".join((summarizer or event_summary)(second_part).split())
     if not prompt:
         raise ValueError("split_for_extension: the summarizer returned an empty prompt")
     return _insert(script, Marker("extension", prompt, cut), "extension")
@@ -133,6 +134,43 @@ def _require_shots(script: Script, n: int, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- default summarizer
+
+_PLACE = re.compile(r"\bin the ([^<>,.;:]+?)\s*<Environment\d+>")
+_FIRST_SENTENCE = re.compile(r"^(.*?[.!?])(?:\s|$)")
+
+
+def event_summary(text: str, *, max_shots: int = 2, max_words: int = 40) -> str:
+    """The new user prompt of an extension: what happens next, as a user would ask for it.
+
+    The first sentence of each ``<VideoN>`` (its action; cues and tags removed) for the first ``max_shots`` shots,
+    after "Then", with the place of the first shot ("in the night meadow", read from ``in the X<EnvironmentN>`` in
+    its ``<FrameN>``) woven into the first sentence: "Then Pip waves at Bo in the night meadow. Bo jumps." Why not
+    the frequency-scored :func:`extractive_summary`: on scripts whose videos repeat "X says: <-line->" it picks
+    exactly those sentences, and with the cues removed the prompt degenerates to "X says:. X says:.", which tells
+    the model nothing about the events it must write. Falls back to :func:`extractive_summary` when ``text`` has
+    no ``<VideoN>`` entry.
+    """
+    entries = _ENTRY.findall(text)
+    videos = [body for kind, body in entries if kind == "Video"]
+    if not videos:
+        return extractive_summary(text, max_words=max_words)
+    frames = [body for kind, body in entries if kind == "Frame"]
+    place = _PLACE.search(frames[0]) if frames else None
+    actions = []
+    for body in videos[:max_shots]:
+        clean = " ".join(_TAG.sub("", body).split())
+        first = _FIRST_SENTENCE.match(clean)
+        sentence = (first.group(1) if first else clean).strip()
+        if sentence and any(c.isalnum() for c in sentence):
+            actions.append(sentence)
+    if not actions:
+        return extractive_summary(text, max_words=max_words)
+    if place is not None and place.group(1).strip() not in actions[0]:
+        head = actions[0].rstrip(".!?")
+        actions[0] = f"{head} in the {' '.join(place.group(1).split())}{actions[0][len(head) :] or '.'}"
+    words = f"Then {' '.join(actions)}".split()
+    return " ".join(words[:max_words])
+
 
 _TAG = re.compile(r"<-.*?->|<[^<>]*>")
 _ENTRY = re.compile(r"^<(Frame|Video)\d+>:\s?(.*)$", re.MULTILINE)

@@ -104,8 +104,8 @@ def test_official_loader_semantics_keep_every_shot_and_find_every_reference(smal
             for s in kept:
                 assert all(lang in s[f] for f in FIELD_MAPPING)
         for key in story["Characters"]:
-            refs = sorted((d / "image" / key).glob("*.png"))
-            assert [r.name for r in refs] == [f"{v:02d}.png" for v in range(SMALL.refs_per_character)]
+            refs = sorted((d / "image" / key).glob("*.jpg"))
+            assert [r.name for r in refs] == [f"{v:02d}.jpg" for v in range(SMALL.refs_per_character)]
 
 
 def test_ground_truth_keyframes_use_the_output_layout(small_set):
@@ -136,7 +136,7 @@ def test_repository_reader_loads_the_set(small_set):
                 assert list(shot.character_keys) == raw_shot["Characters Appearing"]["en"]
                 assert list(shot.character_names) == raw_shot["Characters Appearing"][lang]
             for key in raw["Characters"]:
-                assert s.first_ref(key) == small_set / "eval/ViStory" / s.story_id / "image" / key / "00.png"
+                assert s.first_ref(key) == small_set / "eval/ViStory" / s.story_id / "image" / key / "00.jpg"
 
 
 def test_jpg_references_for_jpg_only_readers(tmp_path):
