@@ -36,7 +36,7 @@ _FRAME = re.compile(
     rf"{_SIZES}: (?:The [^<>]+<Environment\d+> lies empty|{_PART}(?:(?:, | and ){_PART})* in the [^<>]+<Environment\d+>)"
     rf", with an? [^<>]+ {_POS}\."
 )
-_CHAR_NAME = re.compile(r"([^,.:;<>]+?),")
+_CHAR_NAME = re.compile(r"([^,.:;<>]+?)(?:[,.]|$)")
 _ENV_NAME = re.compile(r"(?:An?|The)\s+([^,.:;<>]+?):")
 
 
@@ -70,8 +70,8 @@ class StructureReport:
 
 
 def declared_name(kind: str, text: str) -> str | None:
-    """The name a global entry declares: ``Pip`` of "Pip, a small figure ...", ``night meadow`` of "A night meadow:
-    a dark blue sky ..."; None when the description does not start that way (up to 4 words)."""
+    """The name a global entry declares: ``Pip`` of "Pip, a small figure ..." (or of "Pip."), ``night meadow`` of "A
+    night meadow: a dark blue sky ..."; None when the description does not start that way (up to 4 words)."""
     m = (_CHAR_NAME if kind == "character" else _ENV_NAME).match(text.strip())
     if m is None or len(m.group(1).split()) > 4:
         return None
@@ -84,8 +84,8 @@ def check_script(text: str, *, first_shot: int = 0, prompt_names: Sequence[str] 
     Args:
         text: The script (the Director's ``serialize`` output, or a ``script.txt``).
         first_shot: Judge shots from this 0-based position on (globals are always used as declarations).
-        prompt_names: The names the cast must equal; None looks for the declared and ``known`` names in the prompt
-            text — pass the story's cast to judge prompts that name characters by other words.
+        prompt_names: The names the cast must equal; None takes the declared names that the prompt contains (which
+            catches extra characters, not missing ones: pass the story's cast names found in the prompt for that).
     """
     result = parse(text)
     script: Script = result.script

@@ -83,3 +83,11 @@ def test_cast_against_given_names():
         "Pip and Bo share a story of friendship in a night meadow.", "A short film about friendship."
     )
     assert _rates(concept)["cast"] is None  # the prompt names nobody: nothing to judge
+
+
+def test_name_only_global_entries():
+    """SynthStory's ``appearance="none"`` variant declares a character by its name alone."""
+    assert declared_name("character", "Pip, a small figure.") == "Pip"
+    assert declared_name("character", "Pip.") == "Pip"
+    text = GOOD.replace("Pip, a small figure with a round peach head and a boxy teal body.", "Pip.")
+    assert _rates(text)["names"] == 1.0
