@@ -33,12 +33,32 @@ def _status(arm_dir: Path) -> dict[str, Any]:
 
 
 def summary_markdown(
-    table: Table1, measured: list[MeasuredRow], figures: dict[str, dict[str, Path]], out_dir: str | Path, title: str
+    table: Table1,
+    measured: list[MeasuredRow],
+    figures: dict[str, dict[str, Path]],
+    out_dir: str | Path,
+    title: str,
+    effects: dict[str, Path] | None = None,
 ) -> str:
-    """The summary page's text (``out_dir`` is where it will be written; links are relative to it)."""
+    """The summary page's text (``out_dir`` is where it will be written; links are relative to it).
+
+    ``effects`` are the files of the effects report (:func:`reports.effects.write_effects`), linked first: with
+    several seeds per arm they, not Table 1, say which differences are real.
+    """
     out = Path(out_dir)
     lines = [f"# {title}", ""]
-    lines += ["## Table 1", "", to_markdown(table).rstrip(), ""]
+    if effects:
+        lines += ["## Effects (arm vs reference over seeds and stories)", ""]
+        lines += [" · ".join(f"[{p.name}]({_rel(p, out)})" for p in effects.values()), ""]
+    lines += [
+        "## Table 1",
+        "",
+        "One row per run folder, each scored once, beside the paper's published rows: a reproduction table, not an "
+        "effect estimate (no seed noise in it; see the effects report for which arm differences are real).",
+        "",
+        to_markdown(table).rstrip(),
+        "",
+    ]
     lines += ["Files: [table1.md](table1.md) · [table1.csv](table1.csv) · [table1.tex](table1.tex)", ""]
     if figures:
         lines += ["## Figures", ""]
