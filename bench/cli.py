@@ -1,7 +1,8 @@
 """``unimage bench ...``: thin command line over :func:`bench.evaluate.evaluate`.
 
     unimage bench evaluate --dataset ROOT --outputs DIR --method M [--mode X] [--lang en] [--split full|lite]
-        [--era A] [--metrics csd cids ...] [--backbones official|toy] [--weights DIR] [--judge toy|openai] [--out DIR]
+        [--era A] [--metrics csd cids ...] [--backbones official|toy] [--weights DIR] [--judge toy|openai]
+        [--rubrics DIR] [--fix QUIRK ...] [--out DIR]
 
 Heavy imports (torch, the backbones) happen inside the command function, so ``unimage --help`` stays fast.
 """
@@ -15,6 +16,21 @@ from pathlib import Path
 from typing import Any
 
 METRIC_CHOICES = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
+#: `bench.quirks.QUIRKS` names, repeated here so `unimage --help` imports nothing heavy (a test keeps them equal).
+QUIRK_NAMES = (
+    "gpt-eval-matching",
+    "gpt-eval-crops",
+    "drop-empty-boxes-first",
+    "unrounded-story-means",
+    "occm-empty-story-nan",
+    "cids-all-ref-formats",
+    "copy-paste-mirror-no-face",
+    "inception-split-only",
+    "zero-based-shift",
+    "latest-nested-run",
+    "first-duplicate-shot",
+    "any-shot-folder",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +102,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="judge answer cache directory (default: <results root>/judge_cache)",
     )
-    ev.add_argument("--rubrics", type=Path, default=None, help="rubric folder (e.g. the official user_prompts/)")
+    ev.add_argument(
+        "--rubrics",
+        type=Path,
+        default=None,
+        help="the official rubric folder (<ViStoryBench checkout>/vistorybench/bench/prompt_align/user_prompts); "
+        "default: found beside --weights, else this project's own texts and Alignment is marked NOT comparable",
+    )
+    ev.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="QUIRK",
+        choices=QUIRK_NAMES,
+        help="replace an official quirk by the corrected behaviour (repeatable; marks the row non-comparable): "
+        + ", ".join(QUIRK_NAMES),
+    )
     ev.add_argument(
         "--out",
         type=Path,
@@ -124,6 +155,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             chunk_images=args.chunk_images,
             progress=not args.no_progress,
+            fixes=tuple(args.fix),
         )
         backbones = load_backbones(args.backbones, weights_dir=args.weights, device=args.device, era=args.era)
         judge = make_judge(args) if "prompt_align" in cfg.metrics else None
@@ -131,11 +163,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (DatasetError, OutputsError, BackboneError, JudgeError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not report.row.get("comparable_with_published", False):
-        print(
-            "note: toy backbones or toy judge were used; these scores are NOT comparable with published numbers",
-            file=sys.stderr,
-        )
+    for reason in report.row.get("non_comparable_reasons", []):
+        print(f"note: NOT comparable with published numbers: {reason}", file=sys.stderr)
     from bench.results import clean
 
     print(json.dumps(clean({"out": str(report.out), **report.row}), indent=2, default=str))
@@ -158,6 +187,12 @@ def make_judge(args: argparse.Namespace) -> Any:
 
     # Default cache beside the results, so a rerun (or a resumed run) asks the API nothing twice.
     cache_dir = args.judge_cache or (args.out or args.outputs.parent / "bench_results") / "judge_cache"
+    if args.rubrics is None:
+        from bench.judge.openai import find_rubrics
+
+        args.rubrics = find_rubrics(args.weights)
+        if args.rubrics is not None:
+            print(f"note: official rubrics found at {args.rubrics}", file=sys.stderr)
     return make(
         "openai",
         model=args.judge_model,

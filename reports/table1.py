@@ -100,7 +100,8 @@ def _footnote(m: MeasuredRow) -> str:
     ]
     text = f"{m.label}: " + ", ".join(parts) + "."
     if not m.comparable:
-        text += " NOT COMPARABLE with published numbers (toy backbones or judge: weight-free stand-ins)."
+        reasons = v.get("non_comparable_reasons") or ["toy backbones or judge: weight-free stand-ins"]
+        text += f" NOT COMPARABLE with published numbers ({'; '.join(str(r) for r in reasons)})."
     return text
 
 

@@ -27,6 +27,7 @@ settings, sha256 of the image pixels), so a re-run sends no request for anything
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -63,6 +64,25 @@ OFFICIAL_RUBRIC_FILES: dict[Aspect, str] = {
 }
 
 
+#: SHA-256 of the official rubric files (identical at a4933ed, e67e43e and 514cc31). Alignment is comparable with
+#: published numbers only when the judge reads exactly these bytes; their text is not in this repository.
+OFFICIAL_RUBRIC_SHA256: dict[str, str] = {
+    "user_prompt_environment_text_align.txt": "261d80b0d4eb7f796a8654c1a1c128ec7704a10b5e3f7ac8eb27110d21cad4de",
+    "user_prompt_camera_text_align.txt": "ff0ae56cfbb37247832898280eb63912139b4e22c9ca9c51268b2245ab0ca0e9",
+    "user_prompt_character_text_align.txt": "ac9c248a2bd8018c3091f516d4af0dca3c1c65ca1de93130d0efae49d1b2bc19",
+    "user_prompt_single_character_text_align.txt": "6466c6c9c7622a8b5ecdde41fdd19d066626bc9bbafff546186da4a12c02a02c",
+}
+
+#: Where the rubric folder sits relative to a weight bundle inside a ViStoryBench checkout (`data/pretrain/`)
+#: or beside it.
+RUBRIC_SUBDIRS: tuple[str, ...] = (
+    "user_prompts",
+    "prompt_align/user_prompts",
+    "vistorybench/bench/prompt_align/user_prompts",
+    "bench/prompt_align/user_prompts",
+)
+
+
 class JudgeError(RuntimeError):
     """A judge configuration or endpoint error that retrying cannot fix (bad key, model, URL, request)."""
 
@@ -90,15 +110,57 @@ def load_rubrics(rubrics_dir: Path | str | None = None) -> dict[Aspect, str]:
     if rubrics_dir is None:
         package = resources.files("bench.judge") / "rubrics"
         return {a: (package / f"{a}.txt").read_text(encoding="utf-8") for a in ASPECTS}
+    return {aspect: path.read_text(encoding="utf-8") for aspect, path in rubric_files(rubrics_dir).items()}
+
+
+def rubric_files(rubrics_dir: Path | str) -> dict[Aspect, Path]:
+    """The rubric file used for each aspect in ``rubrics_dir`` (official name first, then ``<aspect>.txt``)."""
     root = Path(rubrics_dir)
-    rubrics: dict[Aspect, str] = {}
+    files: dict[Aspect, Path] = {}
     for aspect in ASPECTS:
         candidates = [root / OFFICIAL_RUBRIC_FILES[aspect], root / f"{aspect}.txt"]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             raise FileNotFoundError(f"rubric for {aspect!r} not found: looked for {candidates[0]} and {candidates[1]}")
-        rubrics[aspect] = found.read_text(encoding="utf-8")
-    return rubrics
+        files[aspect] = found
+    return files
+
+
+def rubric_hashes(rubrics_dir: Path | str) -> dict[str, str]:
+    """File name -> SHA-256 of every rubric file the judge reads from ``rubrics_dir``."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in rubric_files(rubrics_dir).values()}
+
+
+def rubrics_problem(rubrics_dir: Path | str | None) -> str | None:
+    """Why Alignment made with these rubrics is not comparable with published numbers; None if it is."""
+    if rubrics_dir is None:
+        return (
+            "judge prompts are this project's own rubric texts, not the official ones; pass --rubrics "
+            "<ViStoryBench checkout>/vistorybench/bench/prompt_align/user_prompts"
+        )
+    hashes = rubric_hashes(rubrics_dir)
+    wrong = sorted(n for n, h in OFFICIAL_RUBRIC_SHA256.items() if hashes.get(n) != h)
+    if wrong:
+        return f"rubric files in {rubrics_dir} differ from the official ones (SHA-256 mismatch: {', '.join(wrong)})"
+    return None
+
+
+def find_rubrics(weights_dir: Path | str | None) -> Path | None:
+    """The official rubric folder beside or above a weight bundle (``--weights``), or None.
+
+    Looks in ``<dir>/<sub>`` for ``dir`` = the bundle and up to three parents (a checkout keeps its bundle in
+    ``data/pretrain/``) and every ``sub`` of :data:`RUBRIC_SUBDIRS`; a folder counts when all four official file
+    names are in it.
+    """
+    if weights_dir is None:
+        return None
+    start = Path(weights_dir).resolve()
+    for base in [start, *list(start.parents)[:3]]:
+        for sub in RUBRIC_SUBDIRS:
+            folder = base / sub
+            if all((folder / name).is_file() for name in OFFICIAL_RUBRIC_SHA256):
+                return folder
+    return None
 
 
 def encode_image(image: Image.Image) -> str:
@@ -245,13 +307,18 @@ class JudgeConfig:
 class OpenAIJudge:
     """`Judge` over an OpenAI-compatible chat-completions endpoint, with an on-disk answer cache."""
 
-    comparable = True
-
     def __init__(self, config: JudgeConfig) -> None:
-        """Load the rubrics and open the cache named in `config`."""
+        """Load the rubrics and open the cache named in `config`.
+
+        ``comparable`` is True only with the official rubric files (checked by SHA-256); otherwise
+        ``non_comparable_reason`` says why.
+        """
         self.config = config
         self.name = config.model
         self.rubrics = load_rubrics(config.rubrics_dir)
+        self.rubric_sha256 = rubric_hashes(config.rubrics_dir) if config.rubrics_dir is not None else {}
+        self.non_comparable_reason = rubrics_problem(config.rubrics_dir)
+        self.comparable = self.non_comparable_reason is None
         self.cache = JudgeCache(config.cache_path) if config.cache_path is not None else None
         self._stats_lock = threading.Lock()
         self.stats = {"requests": 0, "cache_hits": 0, "failed": 0, "retries": 0}
@@ -355,9 +422,10 @@ class OpenAIJudge:
             "seed": cfg.seed,
             "top_p": cfg.effective_top_p,
             "max_attempts": cfg.max_attempts,
-            "rubrics": "official files from " + str(cfg.rubrics_dir)
-            if cfg.rubrics_dir
-            else "bench/judge/rubrics (ours)",
+            "rubrics": str(cfg.rubrics_dir) if cfg.rubrics_dir else "bench/judge/rubrics (ours)",
+            "rubrics_sha256": dict(self.rubric_sha256),
+            "rubrics_official": self.comparable,
+            "non_comparable_reason": self.non_comparable_reason,
             "stats": dict(self.stats),
         }
 
