@@ -24,11 +24,13 @@ PEAK_BF16_TFLOPS: dict[str, float] = {"H100 SXM": 989.0, "H200": 989.0, "A100": 
 def peak_bf16_tflops(device_name: str) -> tuple[float | None, str]:
     """(peak TFLOPS, which table entry or why none) for a CUDA device name such as ``NVIDIA H100 80GB HBM3``.
 
-    H100 PCIe and NVL have other peaks than the SXM part, so an H100 counts as SXM only when its name says SXM or
-    HBM3 (the SXM5 board's name) and not PCIe / NVL.
+    H100 PCIe and NVL and the H200 NVL have lower peaks than the SXM parts, so an H100 counts as SXM only when its
+    name says SXM or HBM3 (the SXM5 board's name) and not PCIe / NVL, and an H200 only when not NVL.
     """
     name = device_name.upper()
     if "H200" in name:
+        if "NVL" in name:
+            return None, f"no dense bf16 peak on record for {device_name!r} (only the H200 SXM)"
         return PEAK_BF16_TFLOPS["H200"], "H200"
     if "H100" in name:
         if ("SXM" in name or "HBM3" in name) and "PCIE" not in name and "NVL" not in name:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,19 +80,25 @@ def run_fsdp(ctx: StepContext) -> None:
         logs.append(log)
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     ctx.results.update(world_size=world, backend="nccl" if dev.type == "cuda" else "gloo")
-    try:
-        for p in procs:
-            p.wait(timeout=max(ctx.deadline.remaining(), 1.0))
-    except subprocess.TimeoutExpired:
+
+    def kill() -> None:
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
         for p in procs:
             p.wait()
+
+    ctx.cleanups.append(kill)
+    try:
+        for p in procs:
+            p.wait(timeout=max(ctx.deadline.remaining(), 1.0))
+    except subprocess.TimeoutExpired:
+        kill()
         raise StepTimeout(f"FSDP ranks still running when the {ctx.deadline.seconds:.0f} s box ran out") from None
     finally:
         for log in logs:
             log.close()
+        shutil.rmtree(out / "sharded.ckpt", ignore_errors=True)  # GBs on 7B; its listing is in the result
     ctx.results["returncodes"] = [p.returncode for p in procs]
     result_file = out / RESULT
     if any(p.returncode for p in procs) or not result_file.is_file():

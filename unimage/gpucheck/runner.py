@@ -125,6 +125,7 @@ class StepContext:
     """What a step gets: the scale, device and dtype, its deadline, a scratch folder, and where to put results.
 
     Steps write into ``results`` and ``checks`` as they go, so a step that times out or raises keeps what it did.
+    ``cleanups`` run if the watchdog ends the process inside the step (e.g. killing the step's child processes).
     """
 
     scale: CheckScale
@@ -136,6 +137,7 @@ class StepContext:
     results: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     log: Callable[[str], None] = print
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def check(self, name: str, value: float | None, limit: float, note: str = "") -> Check:
         """Record a tolerance check (``value <= limit``)."""
@@ -264,6 +266,11 @@ def run_steps(
                 rep.results, rep.checks, rep.box_s = ctx.results, ctx.checks, ctx.deadline.seconds
                 rep.wall_s = ctx.deadline.elapsed()
                 doc["steps"][name] = rep.to_dict()
+                for cleanup in ctx.cleanups:
+                    try:
+                        cleanup()
+                    except Exception as exc:  # the record must still be written
+                        log(f"gpucheck: cleanup failed: {exc!r}")
             for s in doc["steps"].values():
                 if s["reason"] == "not reached":
                     s["reason"] = "not reached: the run's budget ran out (watchdog)"

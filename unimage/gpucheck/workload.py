@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from unimage.model.config import LLMConfig, ModelConfig
-from unimage.model.mot import MoTModel
+from unimage.model.mot import MoTModel, rope_inv_freq
 from unimage.model.packing import CleanVaeImage, NoisyVaeImage, PackedBatch, Sample, Text, VitImage, pack
 
 __all__ = [
@@ -94,7 +94,9 @@ def build_stack(llm: LLMConfig, device: torch.device, dtype: torch.dtype, seed: 
                 nn.init.normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-    return model.to(dtype)
+    model = model.to(dtype)
+    model.inv_freq = rope_inv_freq(llm.head_dim, llm.rope_theta).to(device)  # fp32 again after the cast
+    return model
 
 
 def linear_flops_per_token(llm: LLMConfig) -> int:
