@@ -51,7 +51,7 @@ from unimage.script.vocab import id_prompt_for_shot
 
 if TYPE_CHECKING:
     from unimage.model.unimage import UniMAGE
-    from unimage.model.vae import FluxVAE
+    from unimage.model.vae import Autoencoder
     from unimage.script.tokenizer import ScriptTokenizer
 
 __all__ = ["Director", "DirectorError", "Generation", "resolve_checkpoint"]
@@ -134,7 +134,7 @@ class Director:
 
     Args:
         model: The UniMAGE model (eval mode).
-        vae: The FLUX autoencoder (needed by ``render`` only).
+        vae: The autoencoder, FLUX or synth (needed by ``render`` only).
         tokenizer: The script tokenizer; its special ids must match ``model.config.tokens``.
         config: Sampling settings (BAGEL's defaults when None).
         source: Where the weights came from (for provenance).
@@ -143,7 +143,7 @@ class Director:
     def __init__(
         self,
         model: UniMAGE,
-        vae: FluxVAE | None,
+        vae: Autoencoder | None,
         tokenizer: ScriptTokenizer,
         config: SamplingConfig | None = None,
         source: str = "",

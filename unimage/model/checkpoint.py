@@ -5,7 +5,9 @@ A BAGEL-layout directory (DESIGN.md §3.2, bagel-compat §1.1) holds:
 - ``llm_config.json``: Hugging Face Qwen2 config (``LLMConfig``);
 - ``vit_config.json``: SigLIP config whose ``num_hidden_layers`` is one MORE than the layers stored (``ViTConfig``);
 - ``ema.safetensors``: every UniMAGE/BAGEL weight except the VAE, keys as in ``bagel_checkpoint_shapes``;
-- ``ae.safetensors``: the FLUX autoencoder under its original keys (``unimage.model.vae``);
+- ``ae.safetensors``: the FLUX autoencoder under its original keys (``unimage.model.vae``); or, for a model with
+  ``ae="synth"`` (``config.json``), ``synth_ae.safetensors``: the patch-PCA autoencoder (``unimage.model.synth_ae``),
+  its shape in ``config.json``'s ``synth_ae_config`` together with its fit record (held-out reconstruction PSNR);
 - Qwen2 tokenizer files; optionally ``config.json`` (BAGEL's top-level fields, which the official scripts ignore).
 
 Loading goes through an explicit key table, ``bagel_checkpoint_shapes(config)``, written from the reference's shape
@@ -34,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from unimage.model.config import LLMConfig, ModelConfig, SpecialTokens, get_config
-from unimage.model.vae import FluxVAE, VAEConfig
+from unimage.model.synth_ae import SYNTH_AE_FILE, SynthAE, infer_synth_ae_config
+from unimage.model.vae import Autoencoder, FluxVAE, VAEConfig
 from unimage.model.vit import ViTConfig
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ __all__ = [
     "EMA_FILE",
     "LLM_CONFIG_FILE",
     "POS_TABLE_KEYS",
+    "SYNTH_AE_FILE",
     "VIT_CONFIG_FILE",
     "BagelCheckpoint",
     "CheckReport",
@@ -270,12 +274,14 @@ def read_bagel_config(
     directory: str | Path,
     ema_shapes: dict[str, Shape] | None = None,
     ae_shapes: dict[str, Shape] | None = None,
+    synth_ae_shapes: dict[str, Shape] | None = None,
     **changes: Any,
 ) -> ModelConfig:
     """Assemble the ``ModelConfig`` of a BAGEL-layout directory.
 
     ``llm_config.json`` and ``vit_config.json`` are required; ``config.json`` is optional (release inference defaults
-    otherwise); the sin-cos table sizes come from ``ema_shapes`` and the VAE shape from ``ae_shapes`` when given.
+    otherwise); the sin-cos table sizes come from ``ema_shapes`` and the VAE shape from ``ae_shapes`` (or, for a synth
+    autoencoder, ``synth_ae_shapes``) when given.
     ``changes`` are top-level ``ModelConfig`` fields applied before validation (see ``ModelConfig.from_json_dicts``).
     """
     directory = Path(directory)
@@ -291,6 +297,9 @@ def read_bagel_config(
     vae = VAEConfig.from_json_dict(top.get("vae_config") or {}, source=f"{top_path}: vae_config")
     if ae_shapes is not None:
         vae = infer_vae_config(ae_shapes, vae, source=str(directory / AE_FILE))
+    if synth_ae_shapes is not None:
+        synth = infer_synth_ae_config(synth_ae_shapes, source=str(directory / SYNTH_AE_FILE))
+        top["synth_ae_config"] = {**(top.get("synth_ae_config") or {}), **synth.to_json_dict()}
     if ema_shapes is not None:
         for key, field_name in zip(POS_TABLE_KEYS, ("max_latent_size", "vit_max_num_patch_per_side")):
             if key in ema_shapes:
@@ -347,7 +356,7 @@ class CheckReport:
         num_tensors: Tensors in the weights file.
         num_numbers: Numbers in the weights file.
         dtypes: Dtype names found in the weights file.
-        ae_tensors: Tensors in ``ae.safetensors`` (0 when absent).
+        ae_tensors: Tensors in ``ae.safetensors`` (``synth_ae.safetensors`` for a synth autoencoder; 0 when absent).
         missing_pos_tables: Fixed sin-cos tables absent from the file (they would be recomputed).
     """
 
@@ -374,7 +383,10 @@ def check_bagel_dir(path: str | Path, allow_pickle: bool = False) -> CheckReport
     ae_file = directory / AE_FILE
     if ae_file.is_file():
         ae_shapes = _TensorSource(ae_file, "cpu").shapes()
-    config = read_bagel_config(directory, shapes, ae_shapes)
+    synth_shapes: dict[str, Shape] | None = None
+    if (directory / SYNTH_AE_FILE).is_file():  # shapes and keys are checked by infer_synth_ae_config
+        synth_shapes = _TensorSource(directory / SYNTH_AE_FILE, "cpu").shapes()
+    config = read_bagel_config(directory, shapes, ae_shapes, synth_ae_shapes=synth_shapes)
     check_key_table(shapes, bagel_checkpoint_shapes(config), str(ema_path), optional=POS_TABLE_KEYS)
     if ae_shapes is not None:
         from unimage.model.vae import flux_to_diffusers_key_table
@@ -388,7 +400,7 @@ def check_bagel_dir(path: str | Path, allow_pickle: bool = False) -> CheckReport
         num_tensors=len(shapes),
         num_numbers=sum(math.prod(s) for s in shapes.values()),
         dtypes=source.dtypes(),
-        ae_tensors=len(ae_shapes or {}),
+        ae_tensors=len((synth_shapes if config.ae == "synth" else ae_shapes) or {}),
         missing_pos_tables=tuple(k for k in POS_TABLE_KEYS if k not in shapes),
     )
 
@@ -468,14 +480,14 @@ class BagelCheckpoint:
 
     Attributes:
         model: The UniMAGE model, in eval mode.
-        vae: The FLUX autoencoder (None when ``load_vae=False``).
+        vae: The autoencoder, ``FluxVAE`` or ``SynthAE`` as ``config.ae`` says (None when ``load_vae=False``).
         config: The model config (encoders included).
         tokenizer: The tokenizer adapter (None unless ``load_tokenizer=True``).
         path: The directory.
     """
 
     model: UniMAGE
-    vae: FluxVAE | None
+    vae: Autoencoder | None
     config: ModelConfig
     tokenizer: ScriptTokenizer | None
     path: Path
@@ -501,7 +513,8 @@ def load_bagel_dir(
         device: Device of the loaded weights.
         dtype: Cast floating weights while loading (None keeps the file's dtype, bf16 for the release).
         allow_pickle: Accept ``ema.bin`` / ``ae.pt``-style pickle files when no safetensors file exists.
-        load_vae: Also load ``ae.safetensors``.
+        load_vae: Also load the autoencoder: ``ae.safetensors`` (FLUX), or ``synth_ae.safetensors`` when
+            ``config.json`` says ``"ae": "synth"``.
         load_tokenizer: Also load the Qwen2 tokenizer files through ``unimage.script.tokenizer``.
         recompute_pos_tables: See ``load_model_weights``.
         local_files_only: For a repo id: use only what is already in the Hugging Face cache (the default; pass False
@@ -516,16 +529,29 @@ def load_bagel_dir(
     directory = resolve_bagel_dir(path, local_files_only=local_files_only)
     ema_path = _find_weights(directory, "ema", allow_pickle)
     ema_shapes = _TensorSource(ema_path, "cpu").shapes()  # headers only (pickles are memory-mapped)
-    ae_path = _find_weights(directory, "ae", allow_pickle) if load_vae else None
+    synth = _declared_ae(directory) == "synth"
+    ae_path = _find_weights(directory, "ae", allow_pickle) if load_vae and not synth else None
     ae_source = _TensorSource(ae_path, device) if ae_path is not None else None
+    synth_path = directory / SYNTH_AE_FILE
+    synth_shapes: dict[str, Shape] | None = None
+    if synth and synth_path.is_file():
+        synth_shapes = _TensorSource(synth_path, "cpu").shapes()
+    elif synth and load_vae:
+        raise FileNotFoundError(f"{directory}: config.json says ae=synth but there is no {SYNTH_AE_FILE}")
     # Overrides join the file's values before validation: ``tokens=`` must be able to rescue a small-vocab config.json
     # without ``special_tokens`` (the Qwen default ids would not validate on their own).
-    config = read_bagel_config(directory, ema_shapes, ae_source.shapes() if ae_source else None, **config_changes)
+    config = read_bagel_config(
+        directory, ema_shapes, ae_source.shapes() if ae_source else None, synth_shapes, **config_changes
+    )
     model = build_model_on_meta(config)
     load_model_weights(model, ema_path, device=device, dtype=dtype, recompute_pos_tables=recompute_pos_tables)
     model.eval()
 
-    vae: FluxVAE | None = None
+    vae: Autoencoder | None = None
+    if synth and load_vae:
+        vae = SynthAE.from_safetensors(synth_path, device=device)
+        if dtype is not None:
+            vae = vae.to(dtype)
     if ae_source is not None:
         with torch.device("meta"):
             vae = FluxVAE(config.vae)
@@ -542,6 +568,18 @@ def load_bagel_dir(
         tokenizer = HFTokenizer.from_directory(directory)
         _check_tokens(config, tokenizer, directory)
     return BagelCheckpoint(model=model, vae=vae, config=config, tokenizer=tokenizer, path=directory)
+
+
+def _declared_ae(directory: Path) -> str:
+    """``config.json``'s ``ae`` (``flux`` when the file or the key is absent, as in the public release)."""
+    top_path = directory / CONFIG_FILE
+    if not top_path.is_file():
+        return "flux"
+    try:
+        top = json.loads(top_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{top_path}: cannot read: {err}") from err
+    return str(top.get("ae", "flux")) if isinstance(top, dict) else "flux"
 
 
 def _check_tokens(config: ModelConfig, tokenizer: ScriptTokenizer, directory: Path) -> None:
@@ -576,7 +614,7 @@ def _save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metad
 def save_bagel_dir(
     model: UniMAGE,
     path: str | Path,
-    vae: FluxVAE | None = None,
+    vae: Autoencoder | None = None,
     tokenizer_dir: str | Path | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
@@ -588,7 +626,9 @@ def save_bagel_dir(
     Args:
         model: The model to export.
         path: Target directory (created; existing files of the layout are replaced).
-        vae: The autoencoder, written as ``ae.safetensors`` under FLUX keys.
+        vae: The autoencoder: a ``FluxVAE`` is written as ``ae.safetensors`` under FLUX keys, a ``SynthAE`` as
+            ``synth_ae.safetensors`` (its fit record also goes into ``config.json``'s ``synth_ae_config``). Its kind
+            must be the model's ``config.ae``.
         tokenizer_dir: A directory whose tokenizer files are copied alongside.
         dtype: Cast floating tensors (e.g. ``torch.bfloat16`` as in the release); None keeps them.
 
@@ -605,12 +645,24 @@ def save_bagel_dir(
     _save_safetensors_atomic(state, directory / EMA_FILE, {"format": "pt"})
     config.llm.to_json(directory / LLM_CONFIG_FILE)
     config.vit.to_json(directory / VIT_CONFIG_FILE)
+    if vae is not None:
+        kind = "synth" if isinstance(vae, SynthAE) else "flux"
+        if kind != config.ae:
+            raise ValueError(f"the autoencoder is a {type(vae).__name__} but model.config.ae={config.ae!r}")
     top = config.to_json_dict()
     top["vae_config"] = config.vae.to_json_dict()
+    if config.ae == "synth":
+        top["synth_ae_config"] = config.synth_ae.to_json_dict()
+        if isinstance(vae, SynthAE):
+            top["synth_ae_config"]["fit"] = vae.fit_info
     tmp = directory / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(top, indent=2, sort_keys=True) + "\n")
     tmp.replace(directory / CONFIG_FILE)
-    if vae is not None:
+    if isinstance(vae, SynthAE):
+        if vae.config != config.synth_ae:
+            raise ValueError(f"vae.config {vae.config} differs from model.config.synth_ae {config.synth_ae}")
+        vae.save(directory / SYNTH_AE_FILE)  # bf16 would round the basis: the synth AE always stays in fp32
+    elif vae is not None:
         if vae.config != config.vae:
             raise ValueError(f"vae.config {vae.config} differs from model.config.vae {config.vae}")
         ae_state = vae.flux_state_dict()
@@ -638,6 +690,8 @@ def write_tiny_bagel_dir(path: str | Path, size: str = "tiny", seed: int = 0) ->
     The tokenizer is a tiny real Qwen2-style BPE tokenizer (``unimage.script.tiny_tokenizer``); the model's special
     token ids and vocabulary size are set from it. ``llm2vae`` is randomised (BAGEL zero-initialises it, which would
     make every predicted velocity 0) so generation tests see a non-trivial model. Deterministic in ``seed``.
+    ``tiny-synth`` gets a synth autoencoder fitted on seeded random smooth images (a placeholder with the right shapes
+    and conventions, marked ``"placeholder": true`` in its fit record; training fits it on real keyframes).
 
     Raises:
         ValueError: ``size`` is a full-size config (use a real checkpoint instead).
@@ -646,8 +700,10 @@ def write_tiny_bagel_dir(path: str | Path, size: str = "tiny", seed: int = 0) ->
     from unimage.script.tiny_tokenizer import write_tiny_qwen2_tokenizer
     from unimage.script.tokenizer import HFTokenizer
 
-    if size not in ("tiny", "small"):
-        raise ValueError(f"write_tiny_bagel_dir writes random weights for 'tiny' or 'small' only, got {size!r}")
+    if size not in ("tiny", "tiny-synth", "small"):
+        raise ValueError(
+            f"write_tiny_bagel_dir writes random weights for 'tiny', 'tiny-synth' or 'small' only, got {size!r}"
+        )
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_qwen2_tokenizer(directory, with_vision_tokens=True)
@@ -664,6 +720,18 @@ def write_tiny_bagel_dir(path: str | Path, size: str = "tiny", seed: int = 0) ->
         with torch.no_grad():
             torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
             torch.nn.init.normal_(model.llm2vae.bias, std=0.02)
-        vae = FluxVAE(config.vae)
+        vae: Autoencoder = FluxVAE(config.vae) if config.ae == "flux" else _placeholder_synth_ae(config, seed)
     save_bagel_dir(model, directory, vae=vae)
     return directory
+
+
+def _placeholder_synth_ae(config: ModelConfig, seed: int) -> SynthAE:
+    """A synth autoencoder fitted on 32 seeded random smooth 64 px images (low-resolution noise, upsampled)."""
+    from unimage.model.synth_ae import fit_synth_ae
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(32, config.synth_ae.in_channels, 8, 8, generator=g)
+    images = torch.tanh(torch.nn.functional.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False))
+    ae = fit_synth_ae(list(images), config.synth_ae)
+    ae.fit_info = {**ae.fit_info, "placeholder": True}
+    return ae

@@ -40,8 +40,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from unimage.model.synth_ae import SynthAE
+
 __all__ = [
     "VAE_SIZES",
+    "Autoencoder",
     "FluxVAE",
     "VAEConfig",
     "convert_diffusers_to_flux",
@@ -333,6 +336,11 @@ class FluxVAE(nn.Module):
         """[B, Z, h, w] normalised latents → [B, 3, 8h, 8w] pixels in (about) [-1, 1], unclamped."""
         z = latents / self.config.scale_factor + self.config.shift_factor
         return self.ae.decode(z).sample
+
+
+# What a checkpoint's ``vae`` can be: BAGEL's FLUX VAE, or the patch-PCA synth autoencoder (``ModelConfig.ae``). Both
+# take ``encode(images, generator=..., sample=...)`` and ``decode(latents)`` with the same pixel and latent conventions.
+Autoencoder = FluxVAE | SynthAE
 
 
 def images_to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import torch
 
 from unimage.model.checkpoint import build_model_on_meta, save_bagel_dir
-from unimage.model.vae import FluxVAE
+from unimage.model.vae import Autoencoder
 from unimage.train.ema import EMA
 
 __all__ = ["BagelExport", "export_checkpoint", "export_module", "gather_sharded_state"]
@@ -38,7 +38,7 @@ def export_module(
     ema: EMA | None = None,
     dtype: str | None = None,
     state: dict[str, torch.Tensor] | None = None,
-    vae: FluxVAE | None = None,
+    vae: Autoencoder | None = None,
 ) -> Path:
     """Write ``pl_module.model`` (with ``ema``'s weights when given) as a BAGEL-layout directory.
 
@@ -112,7 +112,7 @@ def export_checkpoint(
 
 def gather_sharded_state(
     trainer: pl.Trainer, pl_module: Any, ema: EMA | None
-) -> tuple[dict[str, torch.Tensor], FluxVAE] | None:
+) -> tuple[dict[str, torch.Tensor], Autoencoder] | None:
     """Gather the full model state (EMA weights when ``ema`` is given) and the VAE from an FSDP run; every rank
     must call it (it all-gathers), rank 0 gets them, the other ranks None.
 
@@ -143,7 +143,9 @@ def gather_sharded_state(
         return None
     model_state = {k.removeprefix("model."): v for k, v in full.items() if k.startswith("model.")}
     with torch.device("cpu"):
-        vae = FluxVAE(pl_module.model_config.vae)
+        from unimage.train.synth_fit import training_autoencoder
+
+        vae = training_autoencoder(pl_module.model_config, None)  # FLUX or an unfitted synth AE, filled next
     vae.load_state_dict({k.removeprefix("vae."): v for k, v in full.items() if k.startswith("vae.")}, strict=True)
     return model_state, vae
 

@@ -44,7 +44,8 @@ from unimage.data.segments import encode_groups
 from unimage.model.config import ModelConfig, get_config
 from unimage.model.packing import pack as pack_samples
 from unimage.model.unimage import LossTerms, UniMAGE
-from unimage.model.vae import FluxVAE
+from unimage.model.vae import Autoencoder
+from unimage.train.synth_fit import training_autoencoder
 
 __all__ = ["TrainSettings", "UniMAGETrainModule", "check_strategy", "und_parameter_names"]
 
@@ -188,7 +189,7 @@ class UniMAGETrainModule(pl.LightningModule):
             self.tokenizer_dir = None
         self._config_changes = changes
         self.model: UniMAGE | None = None
-        self.vae: FluxVAE | None = None
+        self.vae: Autoencoder | None = None
         self._t_batch = 0.0
         self._stage_metrics: dict[str, float] = {}
 
@@ -229,7 +230,7 @@ class UniMAGETrainModule(pl.LightningModule):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(hp.seed)
                     model = UniMAGE(self.model_config)
-                    vae = FluxVAE(self.model_config.vae)
+                    vae = training_autoencoder(self.model_config, self._trainer)  # FLUX, or the synth AE's fit
         model.train()
         model.language_model.model.gradient_checkpointing = bool(hp.activation_checkpointing)
         for name, p in model.named_parameters():

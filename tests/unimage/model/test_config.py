@@ -71,7 +71,7 @@ def test_bad_llm_config_names_file_and_field(tmp_path):
 
 
 def test_model_config_validation_and_registry():
-    assert list_sizes() == ["tiny", "small", "bagel-7b-mot"]
+    assert list_sizes() == ["tiny", "tiny-synth", "small", "bagel-7b-mot"]
     with pytest.raises(ValueError, match="unknown model size 'huge'"):
         get_config("huge")
     tiny = get_config("tiny", id_prompting=True)

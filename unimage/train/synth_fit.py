@@ -1,0 +1,207 @@
+"""The autoencoder a training run uses, and the fit of the synth one on the run's training keyframes.
+
+``training_autoencoder`` is what ``UniMAGETrainModule.configure_model`` calls when it starts from a named size:
+
+- ``ae="flux"``: a random ``FluxVAE`` (BAGEL's architecture), built exactly as before, under the caller's seeded RNG;
+- ``ae="synth"``: the patch-PCA ``SynthAE`` fitted on the keyframes of the attached datamodule's training manifests
+  (interleaved keyframes, then pair images, after the same VAE resize the training batches get). One sample in ten
+  (sample index ≡ 9 mod 10, in manifest order) is held out of the fit and its keyframes give the recorded
+  reconstruction PSNR.
+
+The fit is saved in ``<root>/synth_ae/`` (``synth_ae.safetensors`` + ``fit.json``, root = the trainer's
+``default_root_dir``, i.e. the run directory) and a later call with the same root reuses it instead of fitting again:
+a resumed run keeps the autoencoder it started with (the Lightning checkpoint holds the same weights too). If the
+keyframes changed (another pixel fingerprint) and the run has no ``checkpoints/last.ckpt`` yet, the fit is redone.
+The fit record (image counts, held-out / fit PSNR, seconds, fingerprint) is also logged as hyper-parameters
+(``logs/csv/hparams.yaml``, TensorBoard) and written into the exported ``config.json``.
+
+Without a trainer (``export_checkpoint`` rebuilding a module from a Lightning checkpoint) the synth autoencoder is
+returned unfitted, to be filled by ``load_state_dict``; it refuses to encode until then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unimage.data.atomic import atomic_write_text
+from unimage.data.manifest import InterleavedSample, Manifest, PairSample
+from unimage.data.segments import ImageSizes
+from unimage.model.config import ModelConfig
+from unimage.model.image_transforms import ImageTransform
+from unimage.model.synth_ae import SYNTH_AE_FILE, SynthAE, fit_synth_ae, reconstruction_psnr
+from unimage.model.vae import Autoencoder, FluxVAE
+
+__all__ = [
+    "FIT_DIR",
+    "HELDOUT_EVERY",
+    "SynthKeyframes",
+    "fit_on_keyframes",
+    "training_autoencoder",
+    "training_keyframes",
+]
+
+logger = logging.getLogger(__name__)
+
+FIT_DIR = "synth_ae"
+HELDOUT_EVERY = 10  # sample i is held out when i % 10 == 9
+MAX_FIT_IMAGES = 4096  # evenly strided subset beyond this (the PCA is long converged; the fit stays ~1 s)
+MAX_HELDOUT_IMAGES = 1024
+
+
+class SynthKeyframes:
+    """The training keyframes split into the fit set and the held-out set, with a fingerprint of their pixels.
+
+    Attributes:
+        fit: [3, H, W] images in [-1, 1] the PCA is fitted on.
+        heldout: Images of the held-out samples (PSNR only).
+        fingerprint: sha256 of every image's shape and float32 pixels, in order, and of the split.
+    """
+
+    def __init__(self, fit: list[Tensor], heldout: list[Tensor]) -> None:
+        self.fit = fit
+        self.heldout = heldout
+        digest = hashlib.sha256()
+        for tag, images in (("fit", fit), ("heldout", heldout)):
+            digest.update(f"{tag}:{len(images)}".encode())
+            for im in images:
+                digest.update(str(tuple(im.shape)).encode())
+                digest.update(im.detach().to(torch.float32).contiguous().numpy().tobytes())
+        self.fingerprint = digest.hexdigest()
+
+
+def _strided(images: list[Tensor], limit: int) -> list[Tensor]:
+    if len(images) <= limit:
+        return images
+    step = len(images) / limit
+    return [images[int(i * step)] for i in range(limit)]
+
+
+def training_keyframes(manifests: Mapping[str, str], sizes: ImageSizes, config: ModelConfig) -> SynthKeyframes:
+    """The VAE-path images of the interleaved and pair manifests (bad records are skipped, as in training).
+
+    Raises:
+        ValueError: The manifests hold no image.
+    """
+    transform = ImageTransform(sizes.vae_max_size, sizes.vae_min_size, config.latent_downsample)
+    fit: list[Tensor] = []
+    heldout: list[Tensor] = []
+    index = 0
+    for kind in ("interleaved", "pair"):
+        if kind not in manifests:
+            continue
+        for sample in Manifest(manifests[kind], kind=kind):
+            if isinstance(sample, InterleavedSample):
+                images = list(sample.images)
+            elif isinstance(sample, PairSample):
+                images = [sample.image]
+            else:
+                continue
+            target = heldout if index % HELDOUT_EVERY == HELDOUT_EVERY - 1 else fit
+            target.extend(transform(im) for im in images)
+            index += 1
+    if not fit:
+        raise ValueError(
+            f"the synth autoencoder is fitted on the training keyframes, but the manifests {dict(manifests)} hold none"
+        )
+    return SynthKeyframes(_strided(fit, MAX_FIT_IMAGES), _strided(heldout, MAX_HELDOUT_IMAGES))
+
+
+def fit_on_keyframes(keyframes: SynthKeyframes, config: ModelConfig) -> SynthAE:
+    """Fit ``config.synth_ae`` on ``keyframes.fit`` and attach the fit record (PSNRs, counts, time, fingerprint)."""
+    start = time.perf_counter()
+    ae = fit_synth_ae(keyframes.fit, config.synth_ae)
+    seconds = time.perf_counter() - start
+    record: dict[str, Any] = dict(ae.fit_info)
+    record.update(
+        patch_size=config.synth_ae.patch_size,
+        z_channels=config.synth_ae.z_channels,
+        num_heldout_images=len(keyframes.heldout),
+        heldout_psnr_db=round(reconstruction_psnr(ae, keyframes.heldout), 4) if keyframes.heldout else None,
+        fit_psnr_db=round(reconstruction_psnr(ae, keyframes.fit), 4),
+        fit_seconds=round(seconds, 3),
+        fingerprint=keyframes.fingerprint,
+    )
+    ae.fit_info = record
+    return ae
+
+
+def _load_saved(directory: Path, config: ModelConfig) -> SynthAE | None:
+    path = directory / SYNTH_AE_FILE
+    if not path.is_file():
+        return None
+    ae = SynthAE.from_safetensors(path)
+    if ae.config != config.synth_ae:
+        logger.warning("%s holds a %s, the model needs a %s: fitting again", path, ae.config, config.synth_ae)
+        return None
+    return ae
+
+
+def training_autoencoder(config: ModelConfig, trainer: Any | None) -> Autoencoder:
+    """The autoencoder of a run that starts from a named size (see the module docstring).
+
+    Args:
+        config: The model config (``ae`` decides).
+        trainer: The Lightning trainer the module is attached to (its ``datamodule`` must be a
+            ``UniMAGEDataModule`` for ``ae="synth"``), or None.
+
+    Raises:
+        ValueError: ``ae="synth"`` with a trainer whose datamodule has no training manifests.
+    """
+    if config.ae == "flux":
+        return FluxVAE(config.vae)
+    if trainer is None:
+        return SynthAE(config.synth_ae)  # filled by load_state_dict
+    datamodule = getattr(trainer, "datamodule", None)
+    manifests = getattr(datamodule, "manifests", None)
+    sizes = getattr(datamodule, "images", None)
+    if not isinstance(manifests, Mapping) or not isinstance(sizes, ImageSizes):
+        raise ValueError(
+            "model ae='synth' is fitted on the training keyframes: train with a UniMAGEDataModule "
+            f"(got datamodule {type(datamodule).__name__})"
+        )
+    root = Path(trainer.default_root_dir)
+    directory = root / FIT_DIR
+    keyframes = training_keyframes(manifests, sizes, config)
+    saved = _load_saved(directory, config)
+    if saved is not None:
+        if saved.fit_info.get("fingerprint") == keyframes.fingerprint:
+            logger.info("synth autoencoder: reusing the fit in %s", directory)
+            return saved.eval()
+        if (root / "checkpoints" / "last.ckpt").exists():
+            logger.warning(
+                "synth autoencoder: the training keyframes changed since %s was fitted, but the run is resuming: "
+                "keeping the saved fit (delete %s to fit again in a new run)",
+                directory,
+                directory,
+            )
+            return saved.eval()
+    ae = fit_on_keyframes(keyframes, config)
+    info = ae.fit_info
+    logger.info(
+        "synth autoencoder: %d×%d patches → %d channels fitted on %d keyframes in %.2f s; held-out PSNR %s dB on %d "
+        "keyframes (fit set %.2f dB)",
+        config.synth_ae.patch_size,
+        config.synth_ae.patch_size,
+        config.synth_ae.z_channels,
+        info["num_fit_images"],
+        info["fit_seconds"],
+        info["heldout_psnr_db"],
+        info["num_heldout_images"],
+        info["fit_psnr_db"],
+    )
+    if getattr(trainer, "is_global_zero", True):
+        directory.mkdir(parents=True, exist_ok=True)
+        ae.save(directory / SYNTH_AE_FILE)
+        atomic_write_text(directory / "fit.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+        for lg in getattr(trainer, "loggers", []):
+            lg.log_hyperparams({"synth_ae": info})
+    return ae
