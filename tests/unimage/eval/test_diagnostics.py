@@ -40,9 +40,10 @@ def test_deterministic_and_complete(tiny_ckpt_id, synth):
     assert not any(r.metric.startswith("diag.struct") for r in a if r.story == "02")  # structure_stories=1
     assert all(r.metric.startswith("diag.") and math.isfinite(r.value) for r in a)
     assert all(r.higher_is_better == r.metric.startswith("diag.struct") for r in a)
-    c = diagnose(tiny_ckpt_id, synth, max_stories=2, structure=(), seed=1)
-    assert _by_metric(c)["diag.img_mse"] != _by_metric(a)["diag.img_mse"]  # the seed sets the noise
-    assert _by_metric(c)["diag.full_ce"] == _by_metric(a)["diag.full_ce"]  # ...and not the full-script CE
+    c = _by_metric(diagnose(tiny_ckpt_id, synth, max_stories=1, structure=(), seed=1))
+    first = _by_metric([r for r in a if r.story == "01"])
+    assert c["diag.img_mse"] != first["diag.img_mse"]  # the seed sets the noise
+    assert c["diag.full_ce"] == first["diag.full_ce"]  # ...and not the full-script CE
 
 
 def test_region_losses_decompose_the_image_loss(director, synth):
@@ -72,7 +73,7 @@ def test_a_story_without_reappearing_characters_has_no_reappear_row(director, sy
     assert "diag.img_mse_first" in metrics and "diag.img_mse_reappear" not in metrics
 
 
-def _train_a_few_steps(ckpt, synth, out, steps: int = 12):
+def _train_a_few_steps(ckpt, synth, out, steps: int = 8):
     """Adam on the training loss (``UniMAGE.forward``) over SynthStory's *training* scripts and keyframes."""
     from unimage.data.manifest import Manifest
     from unimage.data.transforms import PreContextSplitting
@@ -105,7 +106,7 @@ def _train_a_few_steps(ckpt, synth, out, steps: int = 12):
 
 def test_positive_control_a_few_training_steps_lower_the_losses(tiny_ckpt, synth, tmp_path):
     trained = _train_a_few_steps(tiny_ckpt, synth, tmp_path / "trained")
-    kw = {"max_stories": 2, "structure": ()}
+    kw = {"max_stories": 1, "structure": ()}  # 8 steps: CE per byte 3.42 -> 2.54, image MSE 1.198 -> 1.171
     before, after = _by_metric(diagnose(tiny_ckpt, synth, **kw)), _by_metric(diagnose(trained, synth, **kw))
     for metric in (*(f"diag.{n}" for n in TEXT), "diag.icl_ce", "diag.img_mse"):
         assert sum(after[metric]) < sum(before[metric]), metric
