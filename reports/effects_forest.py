@@ -104,13 +104,15 @@ def forest_plot(rows: Sequence[EffectRow], bands: dict[tuple[str, str], float]) 
     arms = list(dict.fromkeys(d["arm"] for d in data if d["role"] != "null"))
     colors = {a: f"C{i % 10}" for i, a in enumerate(arms)}
     finite = [abs(v) for d in data for v in (d["x_low"], d["x_high"], d["x"]) if math.isfinite(v)]
-    span = max([1.5, *finite]) * 1.08
+    biggest = max([1.5, *finite])
+    span = biggest * (1.6 if biggest > LINEAR * 1.5 else 1.08)  # symlog: the margin must be multiplicative
     # family headers and the null band of each metric (behind its rows)
     family_rows: dict[str, int] = {}
     for d in data:
         family_rows.setdefault(d["family"], d["y"] - 1)
+    left = blended_transform_factory(ax.transAxes, ax.transData)
     for fam, y in family_rows.items():
-        ax.text(-span, y, fam, fontsize=8, fontweight="bold", va="center", ha="left")
+        ax.text(0.005, y, fam, transform=left, fontsize=8, fontweight="bold", va="center", ha="left")
         ax.axhline(y + 0.5, color="0.8", linewidth=0.6, zorder=0)
     by_metric: dict[tuple[str, str], list[int]] = {}
     for d in data:
@@ -158,8 +160,14 @@ def forest_plot(rows: Sequence[EffectRow], bands: dict[tuple[str, str], float]) 
         if d["role"] == "null":
             label.set_color(NULL_COLOR)
     ax.set_ylim(n_rows - 0.5, -0.5)
-    if span > LINEAR * 1.5:
+    ticks = [0.0, 1.0, 2.0]
+    if biggest > LINEAR * 1.5:
         ax.set_xscale("symlog", linthresh=LINEAR, linscale=1.5)
+        ticks += [LINEAR] + [10.0**k for k in range(1, 12) if LINEAR < 10.0**k < span]
+    else:
+        ticks += [float(t) for t in range(3, int(span) + 1)]
+    ticks = sorted({-t for t in ticks if t} | set(ticks))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlim(-span, span)
     ax.tick_params(axis="x", labelsize=7)
     has_band = any(math.isfinite(d["band_low"]) for d in data)

@@ -116,8 +116,15 @@ def weighted_means(x: np.ndarray, seed_w: np.ndarray, story_w: np.ndarray) -> np
     """``Σ v_k w_s x_mks / Σ v_k w_s [x_mks defined]`` per metric and resample: ``[M, K, S] → [M, B]``."""
     defined = np.isfinite(x)
     x0 = np.where(defined, x, 0.0)
-    num = np.einsum("mbs,bs->mb", np.matmul(seed_w, x0), story_w)  # (B,K) @ (M,K,S) -> (M,B,S)
-    den = np.einsum("mbs,bs->mb", np.matmul(seed_w, defined.astype(np.float64)), story_w)
+    # stories first: (M, K, S) @ (S, B) -> (M, K, B) is one BLAS call with a small output, then the seed weights
+    m, k, s = x.shape
+    wt = np.ascontiguousarray(story_w.T)  # (S, B)
+    vt = seed_w.T[None]  # (1, K, B)
+    num = ((x0.reshape(m * k, s) @ wt).reshape(m, k, -1) * vt).sum(axis=1)
+    if defined.all():
+        den = (seed_w.sum(axis=1) * story_w.sum(axis=1))[None, :]
+    else:
+        den = ((defined.reshape(m * k, s).astype(np.float64) @ wt).reshape(m, k, -1) * vt).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
 
@@ -128,9 +135,15 @@ def weighted_means(x: np.ndarray, seed_w: np.ndarray, story_w: np.ndarray) -> np
 def percentile_ci(deltas: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of resampled deltas ``[M, B]`` (NaN resamples ignored)."""
     a = (1.0 - confidence) / 2.0
-    with np.errstate(invalid="ignore"), _quiet():
-        lo = np.nanquantile(deltas, a, axis=-1)
-        hi = np.nanquantile(deltas, 1.0 - a, axis=-1)
+    finite = np.isfinite(deltas).all(axis=-1)
+    lo, hi = np.full(deltas.shape[:-1], np.nan), np.full(deltas.shape[:-1], np.nan)
+    if finite.any():  # the common case, without nanquantile's per-row Python loop
+        q = np.quantile(deltas[finite], [a, 1.0 - a], axis=-1)
+        lo[finite], hi[finite] = q[0], q[1]
+    if not finite.all():
+        with np.errstate(invalid="ignore"), _quiet():
+            q = np.nanquantile(deltas[~finite], [a, 1.0 - a], axis=-1)
+        lo[~finite], hi[~finite] = q[0], q[1]
     return lo, hi
 
 

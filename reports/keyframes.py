@@ -52,10 +52,10 @@ def sheet_image(
     title: str = "",
     thumb: int = 96,
     max_stories: int = 10,
-    max_shots: int = 8,
+    max_shots: int = 10,
 ) -> Any:
     """The sheet as a PIL image: a title line, shot numbers on top, story ids on the left, thumbnails in a grid."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw, ImageFont, ImageOps
 
     stories = list(frames)[:max_stories]
     shots = sorted({n for s in stories for n in frames[s]})[:max_shots]
@@ -84,8 +84,10 @@ def sheet_image(
                 draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(200, 200, 200))
                 continue
             with Image.open(path) as im:
-                tile = im.convert("RGB")
-                tile.thumbnail((thumb, thumb))
+                small = max(im.size) < thumb  # tiny synthetic keyframes: enlarge with crisp pixels
+                tile = ImageOps.contain(
+                    im.convert("RGB"), (thumb, thumb), Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS
+                )
             sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
     return sheet
 
