@@ -14,6 +14,8 @@ from typing import Literal
 # A tag-shaped run: "<Name>" or "<Name12>", tolerating spaces inside the brackets and any letter case. Indices are
 # capped at 9 digits so hostile input cannot hit int() limits; longer runs are not tags.
 TAG_RE = re.compile(r"<\s*([A-Za-z_|]+)\s*(\d{1,9})?\s*>")
+# Where :func:`scan_cues` can act: a bracket, or the start of a ``->``.
+_CUE_SPECIAL = re.compile(r"[<>]|->")
 
 # Canonical spellings, keyed by the lower-cased name.
 ENTITY_TAGS = {"character": "Character", "environment": "Environment"}
@@ -174,5 +176,7 @@ def scan_cues(text: str) -> tuple[tuple[Cue, ...], list[InlineIssue]]:
             continue
         elif ch == ">":
             issues.append(InlineIssue(i, "stray-bracket", "stray '>' (neither a tag nor a cue)"))
-        i += 1
+        # Skip to the next character any branch above reacts to (a per-character step made long texts slow).
+        nxt_special = _CUE_SPECIAL.search(text, i + 1)
+        i = n if nxt_special is None else nxt_special.start()
     return tuple(cues), issues

@@ -21,7 +21,7 @@ MarkerKind = Literal["extension", "continuation"]
 CONTINUATION_PROMPT = "Based on the above script, continue to write the subsequent shot content."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a long script holds millions of these
 class Description:
     """One description text (single line, whitespace-normalized) with its mentions and cues."""
 
@@ -38,7 +38,7 @@ class Description:
         return scan_cues(self.text)[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entity:
     """A global ``<CharacterN>`` or ``<EnvironmentN>`` entry."""
 
@@ -46,7 +46,7 @@ class Entity:
     description: Description
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shot:
     """One shot; ``frame`` or ``video`` is None only in malformed input (the parser reports it)."""
 
@@ -93,7 +93,7 @@ class Script:
         return self.shots[marker.position].index if marker.position < len(self.shots) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """A located problem: 1-based line and column in the source text, a stable code, and a message."""
 
