@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +142,7 @@ class EffectsResult:
     effects: list[EffectRow]
     controls: list[ControlRow]
     bands: dict[tuple[str, str], float]  # (reference, metric) -> null band half-width
+    means: list[dict[str, object]] = field(default_factory=list)  # arm_means() rows
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -216,6 +218,40 @@ def compute_effects(
                     p_holm=float(p_holm[i]),
                     n_undefined=arm.n_undefined.get(m, 0) + ref.n_undefined.get(m, 0),
                 )
+            )
+    return rows
+
+
+MEAN_COLUMNS = ("arm", "role", "metric", "family", "n_seeds", "n_stories", "mean", "seed_min", "seed_max")
+
+
+def arm_means(arms: dict[str, ArmData]) -> list[dict[str, object]]:
+    """Per arm × metric: the mean over seeds and stories, and the range of the per-seed means (``arm_means.csv``).
+
+    The seed range is the plainest picture of seed noise; the ground truth's row shows what a perfect arm scores.
+    """
+    rows: list[dict[str, object]] = []
+    for name in arm_order(arms):
+        a = arms[name]
+        for i, m in enumerate(a.metrics):
+            x = a.values[i]  # [K, S]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_seed = np.nanmean(x, axis=1)
+                mean = float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
+            ok = per_seed[np.isfinite(per_seed)]
+            rows.append(
+                {
+                    "arm": name,
+                    "role": a.role,
+                    "metric": m,
+                    "family": a.family[m],
+                    "n_seeds": len(ok),
+                    "n_stories": int(np.isfinite(x).any(axis=0).sum()),
+                    "mean": mean,
+                    "seed_min": float(ok.min()) if len(ok) else math.nan,
+                    "seed_max": float(ok.max()) if len(ok) else math.nan,
+                }
             )
     return rows
 
@@ -336,12 +372,13 @@ def write_effects(
     effects = compute_effects(arms, method, resamples, seed)
     controls_in = read_controls(root)
     controls = compute_controls(controls_in, resamples, seed) if controls_in is not None else []
-    res = EffectsResult(root, method, resamples, seed, arms, effects, controls, null_bands(effects))
+    res = EffectsResult(root, method, resamples, seed, arms, effects, controls, null_bands(effects), arm_means(arms))
     if not any(a.role == "reference" for a in arms.values()):
         res.notes.append("no arm has role 'reference': no effects computed")
     if controls_in is None:
         res.notes.append("no controls/controls_long.csv: positive controls not reported")
     res.files["effects_csv"] = write_csv(out_dir / "effects.csv", EFFECT_COLUMNS, [r.csv_row() for r in effects])
+    res.files["arm_means_csv"] = write_csv(out_dir / "arm_means.csv", MEAN_COLUMNS, res.means)
     if controls_in is not None:
         res.files["controls_csv"] = write_csv(
             out_dir / "controls.csv", CONTROL_COLUMNS, [r.csv_row() for r in controls]

@@ -194,7 +194,8 @@ def read_arm_json(run_dir: str | Path) -> RunInfo:
 
 
 def _looks_like_run(folder: Path) -> bool:
-    return bool(_SEED_DIR.match(folder.name)) or (folder / LONG_FILE).is_file() or (folder / "outputs").is_dir()
+    """A ``<arm>.seed<k>`` folder or one with a per-story CSV: a run, so it must have an arm.json."""
+    return bool(_SEED_DIR.match(folder.name)) or (folder / LONG_FILE).is_file()
 
 
 def discover_runs(sweep: str | Path) -> list[RunInfo]:
@@ -271,8 +272,11 @@ def read_perstory_long(path: str | Path) -> MetricTable:
 def load_arms(sweep: str | Path) -> dict[str, ArmData]:
     """Every arm of ``sweep`` with its seeds stacked (seeds ascending), in the order arms are first seen.
 
+    An external arm without a per-story CSV is kept with no metrics (its keyframes can still be shown).
+
     Raises:
-        EffectsInputError: see :func:`discover_runs` and :func:`read_perstory_long`; also a run without its long CSV.
+        EffectsInputError: see :func:`discover_runs` and :func:`read_perstory_long`; also a trained run without its
+            long CSV.
     """
     runs = discover_runs(sweep)
     grouped: dict[str, list[RunInfo]] = {}
@@ -281,6 +285,11 @@ def load_arms(sweep: str | Path) -> dict[str, ArmData]:
     out: dict[str, ArmData] = {}
     for arm, rs in grouped.items():
         rs = sorted(rs, key=lambda r: -1 if r.seed is None else r.seed)
+        if rs[0].role == "external" and not (rs[0].path / LONG_FILE).is_file():
+            # e.g. ground-truth keyframes that were not scored: nothing to compare, but its sheet can still be drawn
+            empty = np.zeros((0, len(rs), 0))
+            out[arm] = ArmData(arm, "external", None, rs, [], [], {}, {}, empty, {})
+            continue
         tables = [read_perstory_long(r.path / LONG_FILE) for r in rs]
         stories = sorted({s for t in tables for s in t.stories})
         metrics = list(dict.fromkeys(m for t in tables for m in t.metrics))

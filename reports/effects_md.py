@@ -55,6 +55,33 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path, start).replace(os.sep, "/")
 
 
+def _means_table(res: EffectsResult) -> list[str]:
+    """Metric × arm table of means over seeds and stories, with the range of the per-seed means."""
+    if not res.means:
+        return []
+    arms = list(dict.fromkeys(str(r["arm"]) for r in res.means))
+    cells = {(str(r["arm"]), str(r["metric"])): r for r in res.means}
+    metrics = list(dict.fromkeys((str(r["family"]), str(r["metric"])) for r in res.means))
+    order = ("oracle", "diag", "toy", "official")
+    metrics.sort(key=lambda fm: order.index(fm[0]) if fm[0] in order else len(order))
+    lines = ["## Arm means (over seeds and stories; range of the per-seed means)", ""]
+    lines += ["| metric | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for _, m in metrics:
+        row = []
+        for a in arms:
+            c = cells.get((a, m))
+            if c is None:
+                row.append("")
+                continue
+            mean, lo, hi = float(c["mean"]), float(c["seed_min"]), float(c["seed_max"])  # type: ignore[arg-type]
+            text = f"{mean:.4g}" if math.isfinite(mean) else "–"
+            if int(c["n_seeds"]) > 1 and math.isfinite(lo):  # type: ignore[call-overload]
+                text += f" [{lo:.4g}, {hi:.4g}]"
+            row.append(text)
+        lines.append(f"| `{m}` | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
     """The page's text; links are relative to ``out_dir``."""
     out = Path(out_dir)
@@ -70,7 +97,12 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
         "**Below the seed noise** = |delta| within the null arm's band (±max |CI end| of the null arm's delta).",
         "",
     ]
-    files = [("effects.csv", "effects_csv"), ("controls.csv", "controls_csv"), ("forest plot", "forest_png")]
+    files = [
+        ("effects.csv", "effects_csv"),
+        ("controls.csv", "controls_csv"),
+        ("arm_means.csv", "arm_means_csv"),
+        ("forest plot", "forest_png"),
+    ]
     links = [f"[{label}]({_rel(res.files[k], out)})" for label, k in files if k in res.files]
     lines += ["Files: " + " · ".join(links), ""]
     if "forest_png" in res.files:
@@ -163,6 +195,7 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
         notes.append(
             "undefined values skipped (arm+reference cells): " + ", ".join(f"`{a}`/`{m}` {n}" for a, m, n in undefined)
         )
+    lines += _means_table(res)
     sheets = [(k.removeprefix("keyframes_"), p) for k, p in res.files.items() if k.startswith("keyframes_")]
     if sheets:
         lines += ["## Keyframe sheets", ""]

@@ -281,6 +281,19 @@ def test_report_files_columns_and_words(tmp_path, capsys):
     assert "`toy.cids_self` is blind to `identity_swap`" in md
     assert "moves the wrong way: `toy.cids_self`" in md
     assert "below the seed noise: " in md
+    header, means = _read(out / "arm_means.csv")
+    gt = next(r for r in means if r["arm"] == "ground_truth" and r["metric"] == "oracle.identity_acc")
+    _, gt_rows = _read(sweep / "ground_truth" / "metrics" / "perstory_long.csv")
+    by_hand = np.mean([float(r["value"]) for r in gt_rows if r["metric"] == "oracle.identity_acc"])
+    assert float(gt["mean"]) == pytest.approx(by_hand) and gt["n_seeds"] == "1" and gt["role"] == "external"
+    full = next(r for r in means if r["arm"] == "full" and r["metric"] == "diag.cont_ce")
+    per_seed = [
+        np.mean([float(r["value"]) for r in _read(sweep / f"full.seed{k}" / "metrics" / "perstory_long.csv")[1]
+                 if r["metric"] == "diag.cont_ce"])
+        for k in range(3)
+    ]  # fmt: skip
+    assert (float(full["seed_min"]), float(full["seed_max"])) == pytest.approx((min(per_seed), max(per_seed)))
+    assert "## Arm means" in md and "| `oracle.identity_acc` |" in md
     for name in ("keyframes_full.seed0.png", "keyframes_ground_truth.png", "figures/effects_forest.png"):
         assert (out / name).stat().st_size > 500
         assert f"]({name})" in md
@@ -425,6 +438,17 @@ def test_missing_arm_json_and_bad_references(tmp_path, capsys):
         load_arms(root)
     assert main(["report", "effects", str(tmp_path / "absent")]) == 2
     assert "no such sweep folder" in capsys.readouterr().err
+
+
+def test_external_arm_without_scores_still_gets_its_sheet(tmp_path):
+    sweep = _world_sweep(tmp_path)
+    (sweep / "ground_truth" / "metrics" / "perstory_long.csv").unlink()
+    res = write_effects(sweep, tmp_path / "o", resamples=100)
+    assert "keyframes_ground_truth" in res.files
+    assert not any(r["arm"] == "ground_truth" for r in res.means)
+    (sweep / "full.seed1" / "metrics" / "perstory_long.csv").unlink()  # a trained run must have its scores
+    with pytest.raises(EffectsInputError, match=r"full\.seed1/metrics/perstory_long\.csv: missing"):
+        load_arms(sweep)
 
 
 def test_unknown_sheet_run_is_an_error(tmp_path, capsys):
