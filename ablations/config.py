@@ -72,7 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "data": {"synthstory": None},
     "train": {"config": None},
-    "generate": {"method": "unimage", "split": "full", "lang": "en", "sampling": {}, "device": None},
+    # generate.scripts: "auto" renders SynthStory's own held-out scripts (training format) when the dataset is the data
+    # stage's; null always converts story.json; a path names a folder of <story_id>.txt scripts.
+    "generate": {"method": "unimage", "split": "full", "lang": "en", "sampling": {}, "device": None, "scripts": "auto"},
     "evaluate": {
         "dataset": None,
         "split": "full",
@@ -333,6 +335,11 @@ def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> Sw
     arms_raw = data.get("arms")
     if not isinstance(arms_raw, dict) or not arms_raw:
         raise SweepError(f"{where}: arms must be a non-empty mapping of arm name -> settings")
+    bad = [k for k in arms_raw if not isinstance(k, str)]
+    if bad:
+        raise SweepError(
+            f"{where}: arms: arm names must be strings, got {bad!r} (YAML reads null/true/1 as non-strings: quote them)"
+        )
     seeds = _seeds(data.get("seeds"), f"{where}: seeds")
     reference = _reference(data.get("reference"), arms_raw, where)
     arms: dict[str, ArmSpec] = {}

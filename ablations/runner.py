@@ -201,9 +201,10 @@ def _controls(sweep: SweepSpec, root: Path, say: Callable[[str], None], results:
     from ablations.controls import run_controls
     from ablations.stages import data_dir
 
-    ref = next((a for a in sweep.arms.values() if a.role == "reference"), None)
-    if ref is None or ref.config["data"].get("synthstory") is None:
-        say(f"[{sweep.name}] controls: skipped (they need a reference arm with a SynthStory data stage)")
+    arms = sorted(sweep.arms.values(), key=lambda a: a.role != "reference")  # the reference arm's settings first
+    ref = next((a for a in arms if a.config["data"].get("synthstory") is not None), None)
+    if ref is None:
+        say(f"[{sweep.name}] controls: skipped (they need an arm with a SynthStory data stage)")
         return
     ctx = StageContext(sweep=sweep, arm=ref, paths=ArmPaths(root / ref.name), sweep_dir=root)
     data = data_dir(ctx)

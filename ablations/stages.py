@@ -256,6 +256,10 @@ def run_generate(ctx: StageContext) -> dict[str, Any]:
         sampling = SamplingConfig.from_dict({"seed": ctx.config["seed"], **gen.get("sampling", {})})
     except (TypeError, ValueError) as e:
         raise StageError(f"generate.sampling: {e}") from e
+    scripts = gen.get("scripts", "auto")
+    if scripts == "auto":  # SynthStory's held-out scripts, in the training format, when the dataset is its own
+        own = ctx.config["evaluate"].get("dataset") is None and ctx.config["data"].get("synthstory") is not None
+        scripts = str(data_dir(ctx) / "eval" / "scripts") if own else None
     rep = generate_vistory(
         dataset_path(ctx),
         export,
@@ -267,6 +271,7 @@ def run_generate(ctx: StageContext) -> dict[str, Any]:
         config=sampling,
         progress=ctx.progress,
         device=ctx.device("generate"),
+        scripts=scripts,
     )
     if rep.failed:
         first = next(iter(rep.failed.items()))

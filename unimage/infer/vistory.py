@@ -347,6 +347,7 @@ def generate_vistory(
     progress: bool = True,
     device: str | None = None,
     batch_stories: int | None = None,
+    scripts: str | Path | None = None,
 ) -> VistoryReport:
     """Render every story of a ViStoryBench split into the benchmark's output layout (module docstring).
 
@@ -365,6 +366,10 @@ def generate_vistory(
         progress: tqdm bars over stories and shots.
         device: Device for loading ``ckpt`` (CUDA when available by default).
         batch_stories: Stories rendered together in lockstep (module docstring); None = 4 on CUDA, 1 otherwise.
+        scripts: A folder of UniMAGE scripts ``<story_id>.txt``: a story with a script there is rendered from it
+            instead of from the conversion of its ``story.json`` (SynthStory's ``eval/scripts/``: the held-out
+            stories in exactly the format the model was trained on, so an ablation is not measured through a
+            prompt format the model never saw). Its shots must match the story's shots one to one.
 
     Returns:
         The report; failed stories are listed there (and in ``generation.json``), never raised.
@@ -408,6 +413,7 @@ def generate_vistory(
             "method": method,
             "mode": mode,
             "reference_images": False,
+            "scripts": str(Path(scripts).resolve()) if scripts is not None else None,
         },
     }
     run = _pick_run(Path(outputs) / method / mode / lang, record, timestamp)
@@ -481,6 +487,9 @@ def generate_vistory(
             script, indices = story_to_script(
                 load_story_json(root / sid / "story.json"), lang, f"{root / sid}/story.json"
             )
+            given = Path(scripts) / f"{sid}.txt" if scripts is not None else None
+            if given is not None and given.is_file():
+                script = _given_script(given, len(indices))
         except Exception as err:
             fail(sid, err)
             continue
@@ -501,6 +510,17 @@ def generate_vistory(
     report.generated.sort(key=ids.index)  # stories of a group finish by shot count, not in id order
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _given_script(path: Path, n_shots: int) -> Script:
+    """A script read from ``path`` for a story of ``n_shots`` shots (its problems and a shot mismatch are errors)."""
+    result = parse(path.read_text(encoding="utf-8"))
+    if not result.ok:
+        first = result.problems[0]
+        raise ValueError(f"{path}: {len(result.problems)} problem(s) in the script, e.g. {first}")
+    if len(result.script.shots) != n_shots:
+        raise ValueError(f"{path}: the script has {len(result.script.shots)} shots, story.json has {n_shots}")
+    return result.script
 
 
 def _png(image: Any) -> bytes:

@@ -135,7 +135,7 @@ def _require_shots(script: Script, n: int, what: str) -> None:
 
 # --------------------------------------------------------------------------- default summarizer
 
-_PLACE = re.compile(r"\bin the ([^<>,.;:]+?)\s*<Environment\d+>")
+_PLACE = re.compile(r"\bin the ((?:(?!\bin the )[^<>,.;:])+?)\s*<Environment\d+>")
 _FIRST_SENTENCE = re.compile(r"^(.*?[.!?])(?:\s|$)")
 
 

@@ -301,3 +301,25 @@ def test_script_text_is_a_pure_function_of_the_spec():
     a = sample_story(SMALL, "text", 2, "t")
     assert script_text(a) == script_text(sample_story(SMALL, "text", 2, "t"))
     assert "<-" in script_text(a) and "->" in script_text(a)
+
+
+def test_appearance_none_names_characters_without_their_look():
+    """``appearance="none"``: the same stories and shots, but no global entry says how a character looks, so only
+    keyframes can carry the look (the strict ID-P test); ``global``: the look is in the global entry only."""
+    from unimage.data.synthvocab import HEAD_SHAPES
+
+    full, bare = SynthStoryConfig(seed=2), SynthStoryConfig(seed=2, appearance="none")
+    colours = {c.en for c in BODY_COLORS + HEAD_COLORS}
+    for i in range(20):
+        a, b = sample_story(full, "train", i, "x"), sample_story(bare, "train", i, "x")
+        assert a.shots == b.shots and a.characters == b.characters
+        text_a, text_b = script_text(a).splitlines(), script_text(b).splitlines()
+        for line_a, line_b in zip(text_a, text_b):
+            if line_a.startswith("<Character"):
+                assert any(c in line_a for c in colours)
+                name = line_b.split(": ", 1)[1]
+                assert name.endswith(", a small figure.") and not any(c in name for c in colours)
+            else:
+                assert line_a == line_b
+                if line_a.startswith(("<Frame", "<Video")):  # shot texts never repeat a look
+                    assert not any(f" {c} " in line_a for c in colours | set(HEAD_SHAPES))

@@ -173,3 +173,27 @@ def test_failed_story_is_reported_and_the_rest_continue(director, synth_eval, tm
         generate_vistory(tmp_path, director, "m", "arm", outputs=out, timestamp=other.timestamp, progress=False)
     with pytest.raises(ValueError, match="not in the full split"):
         generate_vistory(tmp_path, director, "m", "arm", outputs=out, stories=["09"], progress=False)
+
+
+def test_given_scripts_are_rendered_instead_of_the_story_json_conversion(director, synth_eval, tmp_path):
+    """``scripts=``: SynthStory's held-out scripts (its training format) drive generation; a bad one fails alone."""
+    scripts = synth_eval.parent / "scripts"
+    ids = story_ids(synth_eval)[:2]
+    bad = tmp_path / "bad_scripts"
+    bad.mkdir()
+    (bad / f"{ids[1]}.txt").write_text("<User>: hello\n\n<Frame1>: one shot only.\n", encoding="utf-8")
+    report = generate_vistory(
+        synth_eval, director, "unimage", "given", outputs=tmp_path / "o", progress=False, stories=ids, scripts=scripts
+    )
+    assert report.failed == {} and report.generated == ids
+    for sid in ids:
+        written = (report.run_dir / sid / "script.txt").read_text(encoding="utf-8")
+        assert written == serialize(parse((scripts / f"{sid}.txt").read_text(encoding="utf-8")).script)
+        converted, _ = story_to_script(load_story_json(synth_eval / sid / "story.json"))
+        assert written != serialize(converted)  # the conversion is another text
+    record = json.loads((report.run_dir / "generation.json").read_text())
+    assert record["settings"]["scripts"] == str(scripts.resolve())
+    other = generate_vistory(
+        synth_eval, director, "unimage", "bad", outputs=tmp_path / "o", progress=False, stories=ids, scripts=bad
+    )
+    assert other.generated == [ids[0]] and "shots" in other.failed[ids[1]]

@@ -116,3 +116,40 @@ def test_every_view_reassembles_the_marked_script(script):
         sample = sample_split(script, seed)
         assert sample.context + sample.target == serialize(sample.script)
         assert parse(sample.context + sample.target).script == sample.script
+
+
+def test_event_summary_says_what_happens_next_on_synthstory():
+    """The default extension prompt: "Then <first action> in the <place>. <second action>", from the spec itself."""
+    from unimage.data.synthspec import SynthStoryConfig, sample_story
+    from unimage.data.synthtext import plot_text
+    from unimage.script import parse as parse_text
+    from unimage.script.splitting import split_for_extension
+
+    checked = 0
+    for i in range(40):
+        story = sample_story(SynthStoryConfig(seed=5), "train", i, f"t{i}")
+        if len(story.shots) < 3:
+            continue
+        from unimage.data.synthtext import script_text
+
+        sample = split_for_extension(parse_text(script_text(story)).script, seed=i)
+        cut = sample.cut
+        first, second = story.shots[cut], story.shots[cut + 1] if cut + 1 < len(story.shots) else None
+        place = story.environment(first.environment).name.en
+        action = plot_text(story, first, "en", tagged=False)
+        head = action if f"in the {place}" in action else f"{action[:-1]} in the {place}."
+        expected = f"Then {head}" + (f" {plot_text(story, second, 'en', tagged=False)}" if second else "")
+        marker = next(m for m in sample.script.markers if m.kind == "extension")
+        assert marker.text == " ".join(expected.split()[:40])
+        assert "says:" not in marker.text
+        checked += 1
+    assert checked >= 10
+
+
+def test_event_summary_on_published_scripts_is_never_a_dangling_speech_stub(script_texts):
+    from unimage.script.splitting import event_summary
+
+    for name, text in script_texts.items():
+        summary = event_summary(text)
+        assert summary.startswith("Then ") and len(summary.split()) > 3, (name, summary)
+        assert not summary.rstrip(".").endswith(":"), (name, summary)
