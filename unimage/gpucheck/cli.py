@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=["auto", "7b", "tiny"], default="auto", help="auto: 7b on CUDA, tiny on CPU")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "sdpa", "flex", "flash"],
+        default="auto",
+        help="attention backend of the train and inference steps (parity always tries all three)",
+    )
     p.add_argument("--box-factor", type=float, default=1.0, help="multiply every step's time box")
     p.add_argument("--budget", type=float, default=None, help="whole-run seconds before the watchdog stops it")
     return p
@@ -77,7 +83,10 @@ def run(args: argparse.Namespace, exit_fn: Any = None) -> dict[str, Any]:
         raise ValueError("--scale 7b needs a CUDA device (real 7B layer shapes); use --scale tiny on the CPU")
     scale = get_scale(name, args.box_factor)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    budget = args.budget if args.budget is not None else 1.05 * scale.total_box + 20.0
+    from unimage.model.attention import resolve_backend
+
+    resolve_backend(args.backend, device)  # a forced backend that cannot run here is refused before any step
+    budget = args.budget if args.budget is not None else scale.total_box + 20.0
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace, exit_fn: Any = None) -> dict[str, Any]:
         budget,
         log=log,
         exit_fn=exit_fn or os._exit,
+        backend=args.backend,
     )
 
 

@@ -7,7 +7,8 @@ on the CPU (1 process).
 
 Each rank runs two ``Trainer.fit`` calls on a small LightningModule around the project's ``MoTModel``
 (``scale.fsdp_layers`` layers at the scale's shapes) under ``UniMAGEFSDPStrategy`` (the production wrap policy:
-every MoT decoder layer an FSDP unit, activation checkpointing, sharded state dicts, FULL_SHARD):
+every MoT decoder layer an FSDP unit, activation checkpointing, sharded state dicts, FULL_SHARD), on a
+``scale.fsdp_tokens`` pack with SDPA attention (nothing to compile inside the box):
 
 1. ``continuous``: 2 optimiser steps; after step 1 a callback calls ``trainer.save_checkpoint``, which writes a
    sharded checkpoint (one ``.distcp`` file per rank);
@@ -124,7 +125,6 @@ def _module(llm: Any, tokens: int, seed: int) -> Any:
     import lightning.pytorch as pl
 
     from unimage.gpucheck.workload import mixed_pack
-    from unimage.model.attention import resolve_backend
     from unimage.model.mot import MoTModel
 
     class LayerStackModule(pl.LightningModule):
@@ -156,9 +156,8 @@ def _module(llm: Any, tokens: int, seed: int) -> Any:
             gen = torch.Generator().manual_seed(1000 + self.global_step)
             embeds = torch.randn(batch.length, llm.hidden_size, generator=gen).to(dev)
             target = torch.randn(batch.length, llm.hidden_size, generator=gen).to(dev)
-            hidden, _ = self.stack(
-                embeds, batch.position_ids, batch.routing(), batch.layout(), resolve_backend("auto", dev)
-            )
+            # SDPA: nothing to compile inside this step's box (kernels are step 1's business; this one is sharding).
+            hidden, _ = self.stack(embeds, batch.position_ids, batch.routing(), batch.layout(), "sdpa")
             loss = (hidden.float() - target).pow(2).mean()
             self.losses.append(float(loss.detach()))
             self.step_s.append(time.perf_counter() - t0)
@@ -199,7 +198,7 @@ def _fit(accelerator: str, world: int, max_steps: int, ckpt_path: str | None, ca
     from unimage.train.strategy import UniMAGEFSDPStrategy
 
     scale = _scale()
-    module = _module(scale.llm(scale.fsdp_layers, vocab_size=16), scale.train_tokens, seed=0)
+    module = _module(scale.llm(scale.fsdp_layers, vocab_size=16), scale.fsdp_tokens, seed=0)
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=world,

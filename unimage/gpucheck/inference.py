@@ -40,7 +40,7 @@ BATCH_RTOL = {torch.bfloat16: 5e-2, torch.float32: 1e-4}
 
 
 def _build(ctx: StepContext) -> UniMAGE:
-    cfg = ctx.scale.model_config()
+    cfg = ctx.scale.model_config().replace(attention_backend=ctx.backend)
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         torch.manual_seed(0)
         with ctx.device:

@@ -126,6 +126,7 @@ class StepContext:
 
     Steps write into ``results`` and ``checks`` as they go, so a step that times out or raises keeps what it did.
     ``cleanups`` run if the watchdog ends the process inside the step (e.g. killing the step's child processes).
+    ``backend`` is the attention backend the timed steps (train, inference) use; ``auto`` is what production picks.
     """
 
     scale: CheckScale
@@ -138,6 +139,7 @@ class StepContext:
     checks: list[Check] = field(default_factory=list)
     log: Callable[[str], None] = print
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    backend: str = "auto"
 
     def check(self, name: str, value: float | None, limit: float, note: str = "") -> Check:
         """Record a tolerance check (``value <= limit``)."""
@@ -215,6 +217,7 @@ def run_steps(
     budget_s: float,
     log: Callable[[str], None] = print,
     exit_fn: Callable[[int], None] = os._exit,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Run the selected steps in order, rewriting the document with ``write`` after each; return the document.
 
@@ -230,6 +233,7 @@ def run_steps(
         budget_s: Whole-run budget; the watchdog calls ``exit_fn(3)`` after writing the document when it runs out.
         log: Progress lines.
         exit_fn: How the watchdog ends the process (tests pass a recorder).
+        backend: Attention backend of the timed steps (``auto``, ``sdpa``, ``flex``, ``flash``).
     """
     started = time.monotonic()
     doc: dict[str, Any] = {
@@ -239,6 +243,7 @@ def run_steps(
         "complete": False,
         "scale": scale.name,
         "dtype": str(dtype).removeprefix("torch."),
+        "backend": backend,
         "budget_s": budget_s,
         "wall_s": None,
         "env": env.to_dict(),
@@ -289,7 +294,7 @@ def run_steps(
             box = scale.boxes.get(name, 60.0)
             work = out_dir / "work" / name
             work.mkdir(parents=True, exist_ok=True)
-            ctx = StepContext(scale, device, dtype, Deadline(box), work, env, log=log)
+            ctx = StepContext(scale, device, dtype, Deadline(box), work, env, log=log, backend=backend)
             with lock:
                 current.update(ctx=ctx, name=name, title=title)
             log(f"gpucheck: {name} ({title}), box {box:.0f} s")

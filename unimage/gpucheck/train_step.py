@@ -33,7 +33,7 @@ def run_train(ctx: StepContext) -> None:
     batch = mixed_pack(scale.model, scale.train_tokens, seed=2)
     pairs = attention_pairs(batch)
     batch = batch.to(dev)
-    backend = resolve_backend("auto", dev)
+    backend = resolve_backend(ctx.backend, dev)
     model = build_stack(llm, dev, dtype)
     model.train()
     routing, layout = batch.routing(), batch.layout()

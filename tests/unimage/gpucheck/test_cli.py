@@ -123,3 +123,10 @@ def test_module_entry_point_runs_the_tiny_proof_in_under_two_minutes(tmp_path):
     doc = json.loads((tmp_path / "gpucheck.json").read_text())
     assert doc["ok"] is True and set(doc["steps"]) == set(STEPS)
     assert wall < 120, wall
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_a_forced_backend_that_cannot_run_here_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path), "--device", "cpu", "--backend", "flash"])
+    assert exc.value.code == 2 and "needs CUDA and the flash-attn package" in capsys.readouterr().err
