@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reports.effects_io import FAMILIES, ROLES, ArmData, Controls, load_arms, read_controls
+from reports.effects_io import FAMILIES, ROLES, ArmData, Controls, load_arms, read_controls, unscored_expectations
 from reports.effects_stats import (
     METHODS,
     control_effect,
@@ -377,6 +377,13 @@ def write_effects(
         res.notes.append("no arm has role 'reference': no effects computed")
     if controls_in is None:
         res.notes.append("no controls/controls_long.csv: positive controls not reported")
+    else:
+        missing = unscored_expectations(controls_in)
+        if missing:
+            res.notes.append(
+                "expected.csv names corruption × metric pairs that were not scored (metric not in this sweep?): "
+                + ", ".join(f"`{c}`×`{m}`" for c, m in missing)
+            )
     res.files["effects_csv"] = write_csv(out_dir / "effects.csv", EFFECT_COLUMNS, [r.csv_row() for r in effects])
     res.files["arm_means_csv"] = write_csv(out_dir / "arm_means.csv", MEAN_COLUMNS, res.means)
     if controls_in is not None:

@@ -119,10 +119,11 @@ def _float_cell(text: str, path: Path, line: int, column: str) -> float:
 
 
 def _bool_cell(text: str, path: Path, line: int) -> bool:
+    """1/0 as the contract says; True/False (Python's ``str(bool)``) is read too rather than refused."""
     text = text.strip()
-    if text not in ("0", "1"):
+    if text.lower() not in ("0", "1", "true", "false"):
         raise EffectsInputError(f"{_where(path, line)}: higher_is_better must be 1 or 0, got {text!r}")
-    return text == "1"
+    return text.lower() in ("1", "true")
 
 
 def _family(text: str, path: Path, line: int) -> str:
@@ -366,3 +367,8 @@ def read_controls(sweep: str | Path) -> Controls | None:
             expected[key] = (direction, target == "1")
     corruptions = list(dict.fromkeys(c for c, _ in cells))
     return Controls(corruptions, rows, family, expected, undefined)
+
+
+def unscored_expectations(controls: Controls) -> list[tuple[str, str]]:
+    """(corruption, metric) pairs of expected.csv with no scores in controls_long.csv (e.g. a metric not run)."""
+    return [k for k in controls.expected if k not in controls.rows]

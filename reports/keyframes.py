@@ -4,7 +4,7 @@ Reads the ViStoryBench output layout of a run (DESIGN.md §3.3)::
 
     <run>/outputs/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/<story>/shots/shot_NN.png
 
-and takes the first method (by name) and, of its folders, the latest timestamp. Stories and shots are in natural
+(an external arm's images are found through its ``config.yaml``, :func:`outputs_of`) and takes the first method (by name) and, of its folders, the latest timestamp. Stories and shots are in natural
 order; a sheet shows at most ``max_stories`` × ``max_shots`` thumbnails (a missing shot is a grey cell). Labels are
 drawn with PIL's built-in bitmap font, so no font file is needed. Nothing here imports torch.
 """
@@ -12,6 +12,7 @@ drawn with PIL's built-in bitmap font, so no font file is needed. Nothing here i
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,13 +26,40 @@ def _natural(name: str) -> list[int | str]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def outputs_of(run_dir: str | Path) -> tuple[Path, str | None] | None:
+    """Where a run's keyframes are: ``<run>/outputs`` (any method), or for an external arm whose images live
+    elsewhere (the ground truth), ``external.outputs`` / ``external.method`` of its ``config.yaml``, with ``{data}``
+    taken from the data stage's folder in ``status.json``. None when neither is there."""
+    run = Path(run_dir)
+    if (run / "outputs").is_dir():
+        return run / "outputs", None
+    try:
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        arms = config.get("arms") or {}
+        entry = arms.get(run.name) or (next(iter(arms.values())) if len(arms) == 1 else {})
+        ext = entry.get("external") or {}
+        where = str(ext["outputs"])
+        if "{data}" in where:
+            status = json.loads((run / "status.json").read_text(encoding="utf-8"))
+            where = where.replace("{data}", str(status["stages"]["data"]["info"]["dir"]))
+        method = ext.get("method")
+    except (OSError, KeyError, TypeError, AttributeError, ValueError, StopIteration):
+        return None
+    path = Path(where)
+    return (path, str(method) if method else None) if path.is_dir() else None
+
+
 def find_keyframes(run_dir: str | Path) -> dict[str, dict[int, Path]]:
-    """story → shot number → image path, from the run's first method and latest timestamp (empty if none)."""
-    outputs = Path(run_dir) / "outputs"
-    if not outputs.is_dir():
+    """story → shot number → image path, from the run's first method (or the external arm's method) and latest
+    timestamp (empty if none)."""
+    found_outputs = outputs_of(run_dir)
+    if found_outputs is None:
         return {}
+    outputs, only_method = found_outputs
     candidates: dict[tuple[str, str, str], list[Path]] = {}
-    for ts in outputs.glob("*/*/*/*"):
+    for ts in outputs.glob(f"{only_method or '*'}/*/*/*"):
         if ts.is_dir():
             method, mode, lang = ts.parent.parent.parent.name, ts.parent.parent.name, ts.parent.name
             candidates.setdefault((method, mode, lang), []).append(ts)

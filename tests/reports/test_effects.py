@@ -398,6 +398,7 @@ def test_errors_name_the_file_and_line(tmp_path):
         good + "02,diag.x,diag,0,abc\n": "perstory_long.csv:3: column 'value' is not a number: 'abc'",
         good + "02,diag.x,weird,0,1\n": "family 'weird' is not one of",
         good + "02,diag.x,diag,2,1\n": "higher_is_better must be 1 or 0",
+        good + "02,diag.x,diag,1,1\n": "changes family or higher_is_better",
         good + "01,diag.x,diag,0,2.0\n": "given twice",
         good + "02,diag.x,toy,0,2.0\n": "changes family",
         good + "02,diag.x,diag\n": "wrong number of cells",
@@ -412,6 +413,8 @@ def test_errors_name_the_file_and_line(tmp_path):
     empty.write_text("story,metric,family,higher_is_better,value\n01,diag.x,diag,0,\n")
     assert math.isnan(read_perstory_long(empty).values[0, 0])  # empty = undefined, counted
     assert read_perstory_long(empty).n_undefined == {"diag.x": 1}
+    empty.write_text("story,metric,family,higher_is_better,value\n01,diag.x,diag,True,1\n")
+    assert read_perstory_long(empty).higher_is_better == {"diag.x": True}  # str(bool) is read, not refused
 
 
 def test_missing_arm_json_and_bad_references(tmp_path, capsys):
@@ -465,3 +468,28 @@ def test_bad_expected_direction(tmp_path):
         f.write("noise,diag.cont_ce,sideways,1\n")
     with pytest.raises(EffectsInputError, match=r"expected\.csv:6: expected must be down, up or any"):
         read_controls(sweep)
+
+
+@pytest.mark.slow
+def test_on_a_real_sweep_with_controls(tmp_path):
+    """The real runner's files (two external ground-truth arms, identity-swap and noise controls, toy backbones)
+    read without error; every oracle metric detects the noise control and identity accuracy the swap; the ground
+    truth scores 1 on oracle identity; its keyframe sheet is found through config.yaml."""
+    from ablations.config import load_sweep
+    from ablations.runner import run_sweep
+    from tests.ablations.helpers import ext_sweep_doc, write_yaml
+
+    doc = ext_sweep_doc("real", n_stories=3, metrics=["csd", "occm"])
+    doc["arms"]["gt2"] = {"external": {"outputs": "{data}/eval/outputs", "method": "ground_truth"}}
+    doc["controls"] = ["identity_swap", "noise"]
+    res = run_sweep(load_sweep(write_yaml(tmp_path / "real.yaml", doc)), runs=tmp_path / "runs", progress=False,
+                    log=lambda m: None, jobs=1)  # fmt: skip
+    assert res.ok, res.arms
+    out = write_effects(tmp_path / "runs" / "real", resamples=500)
+    assert out.effects == []  # no reference arm in this sweep
+    detected = {(c.corruption, c.metric): c.detected for c in out.controls}
+    assert detected[("identity_swap", "oracle.identity_acc")] and detected[("noise", "oracle.identity_acc")]
+    assert all(d for (c, m), d in detected.items() if c == "noise" and m.startswith("oracle."))
+    gt = [r for r in out.means if r["arm"] == "gt" and r["metric"] == "oracle.identity_acc"]
+    assert gt and gt[0]["mean"] == 1.0
+    assert out.files["keyframes_gt"].stat().st_size > 1000
