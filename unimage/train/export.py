@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,14 @@ from unimage.model.checkpoint import build_model_on_meta, save_bagel_dir
 from unimage.model.vae import Autoencoder
 from unimage.train.ema import EMA
 
-__all__ = ["BagelExport", "export_checkpoint", "export_module", "gather_sharded_state"]
+__all__ = [
+    "BagelExport",
+    "UnsafeCheckpointError",
+    "export_checkpoint",
+    "export_module",
+    "gather_sharded_state",
+    "load_checkpoint_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +91,53 @@ def export_module(
     return out
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file would run code when unpickled (it holds more than tensors and plain containers)."""
+
+
+def load_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> Any:
+    """``torch.load`` a checkpoint file onto the CPU with ``weights_only=True`` unless the caller trusts the file.
+
+    A Lightning ``.ckpt`` is a pickle; full unpickling runs whatever ``__reduce__`` the file carries before any check
+    could look at it, so only ``trust_pickle=True`` (the caller's explicit statement that the file is theirs) allows
+    it. Our own checkpoints hold tensors, numbers, strings and containers and load without it.
+
+    Raises:
+        UnsafeCheckpointError: The file holds other objects; the message names the file and the opt-in.
+    """
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        detail = f"it asks for {found.group(1)}" if found else str(err).strip().split("\n")[0][:200]
+        raise UnsafeCheckpointError(
+            f"{path}: refused to unpickle: the file holds objects other than tensors and plain containers "
+            f"({detail}); loading it could run code from the file. Only if you trust it, pass "
+            "trust_pickle=True (export_checkpoint(..., trust_pickle=True))."
+        ) from None
+
+
 def export_checkpoint(
-    ckpt_path: str | Path, out_dir: str | Path, use_ema: bool = True, dtype: str | None = None
+    ckpt_path: str | Path,
+    out_dir: str | Path,
+    use_ema: bool = True,
+    dtype: str | None = None,
+    *,
+    trust_pickle: bool = False,
 ) -> Path:
     """Export a saved Lightning checkpoint (a single file: a DDP/single-device one, or an FSDP one consolidated with
     ``python -m lightning.pytorch.utilities.consolidate_checkpoint``) to a BAGEL-layout directory.
 
+    The file is read with ``torch.load(weights_only=True)`` unless ``trust_pickle=True`` (see `load_checkpoint_file`).
+
     Raises:
+        UnsafeCheckpointError: The file holds pickled objects beyond tensors and containers, and ``trust_pickle``
+            is False.
         ValueError: The checkpoint holds no ``UniMAGETrainModule`` hyper-parameters or weights.
     """
     from unimage.train.module import UniMAGETrainModule
 
-    ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_file(ckpt_path, trust_pickle)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{ckpt_path}: not a UniMAGETrainModule checkpoint (no hyper_parameters / state_dict)")
     module = UniMAGETrainModule(**ckpt["hyper_parameters"])

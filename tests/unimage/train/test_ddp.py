@@ -21,7 +21,7 @@ def test_two_process_ddp_on_cpu(tiny_set, tmp_path):
     assert [r["step"] for r in rank0] == [r["step"] for r in rank1] == [0, 1, 2]
     # Each rank reads its own shard: the first packs of the two ranks share no record.
     assert not set(rank0[0]["ids"]["joint"]) & set(rank1[0]["ids"]["joint"])
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     ranks = ckpt["UniMAGEDataModule"]["ranks"]
     assert len(ranks) == 2 and [r["consumed"] for r in ranks] == [3, 3]
     assert json.loads((run_dir / "train_status.json").read_text())["complete"]

@@ -58,7 +58,7 @@ def test_two_process_fsdp_on_cpu_matches_ddp_and_resumes(tiny_set, tmp_path):
         if index.fqn.startswith("model."):
             chunk = meta.state_dict_metadata[index.fqn].chunks[index.index]  # type: ignore[union-attr]
             per_rank[info.relative_path] += math.prod(chunk.sizes)
-    full = torch.load(ddp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    full = torch.load(ddp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     total = sum(t.numel() for t in full.values())
     assert sum(per_rank.values()) == total
     assert sorted(per_rank) == ["__0_0.distcp", "__1_0.distcp"]

@@ -79,7 +79,7 @@ def test_sigkill_mid_stage_then_resume_same_order(tiny_set, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # mid-``del`` stage: the checkpoint is at step 2 of 4 (del = steps 1..3)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == EVERY
     assert not (run_dir / "train_status.json").exists()
     killed_rows = [json.loads(r) for r in (run_dir / "batches.jsonl").read_text().splitlines()]
