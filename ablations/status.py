@@ -14,12 +14,12 @@ that would redo finished stages).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+
+import fsio
 
 STATUS_FILE = "status.json"
 StageState = Literal["running", "done"]
@@ -28,18 +28,7 @@ Pending = Literal["done", "new", "changed", "interrupted", "interrupted-changed"
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, fsync'd, then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsio.atomic_write_text(path, text)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

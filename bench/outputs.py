@@ -21,9 +21,7 @@ are collected as :class:`OutputIssue` per story; reading never raises for them.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +30,7 @@ from typing import Literal
 
 from PIL import Image
 
+import fsio
 from bench.dataset import Story
 from bench.functional._common import Era
 from bench.issues import Issue, count_issues, display_path, is_utf8_name, safe_entries
@@ -347,19 +346,8 @@ def new_timestamp(now: datetime | None = None) -> str:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename (:mod:`fsio.atomic`)."""
+    fsio.atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fsio
 from reports.perstory import character_values, column_stat
 from reports.published import HEADERS
 from reports.rows import MeasuredRow
@@ -41,10 +42,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    fsio.atomic_write_bytes(path, data)
 
 
 def save_figure(fig: Figure, out_dir: str | Path, stem: str, rows: list[dict[str, Any]]) -> dict[str, Path]:

@@ -17,6 +17,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsio
 from reports.published import (
     ALL_COLUMNS,
     CROSS_COLUMNS,
@@ -196,8 +197,6 @@ def write_table1(table: Table1, out_dir: str | Path) -> dict[str, Path]:
     paths = {}
     for ext, text in (("md", to_markdown(table)), ("csv", to_csv(table)), ("tex", to_latex(table))):
         p = out / f"table1.{ext}"
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(p)
+        fsio.atomic_write_text(p, text)
         paths[ext] = p
     return paths

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import select
 
+import fsio
 from dashboard.store import design, schema
 from dashboard.store.errors import StoreError
 from dashboard.store.quality import evaluate
@@ -169,15 +168,7 @@ def to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
 def write(frame: pd.DataFrame, path: Path, fmt: str | None = None) -> Path:
     """Write an answers frame atomically (temporary file in the same folder, then rename)."""
     data = to_bytes(frame, _fmt(path, fmt))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsio.atomic_write_bytes(path, data)
     return path
 
 

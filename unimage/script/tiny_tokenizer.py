@@ -9,9 +9,10 @@ compatibility with the real Qwen2.5 tokenizer: NFC normalization, Qwen2's pre-to
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
+
+import fsio
 
 # Qwen2's pre-tokenization pattern (contractions, letters, single digits, punctuation runs, newlines, spaces).
 QWEN2_PATTERN = (
@@ -82,6 +83,4 @@ def write_tiny_qwen2_tokenizer(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fsio.atomic_write_text(path, text)

@@ -14,6 +14,8 @@ from weakref import proxy
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+import fsio
+
 __all__ = ["AtomicModelCheckpoint"]
 
 
@@ -37,6 +39,7 @@ class AtomicModelCheckpoint(ModelCheckpoint):
                     shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
             else:
                 os.replace(tmp, filepath)
+            fsio.fsync_dir(os.path.dirname(os.path.abspath(filepath)))  # the rename itself on disk
         trainer.strategy.barrier("atomic_checkpoint_renamed")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
