@@ -80,14 +80,14 @@ class EffectRow:
     n_undefined: int = 0
 
     @property
+    def ci_excludes_zero(self) -> bool:
+        """The 95% CI lies entirely on one side of 0 (no multiplicity correction)."""
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high) and (self.ci_low > 0 or self.ci_high < 0)
+
+    @property
     def detected(self) -> bool:
         """Holm-corrected p below 0.05 and the CI excludes 0."""
-        return (
-            math.isfinite(self.p_holm)
-            and self.p_holm < ALPHA
-            and math.isfinite(self.ci_low)
-            and (self.ci_low > 0 or self.ci_high < 0)
-        )
+        return math.isfinite(self.p_holm) and self.p_holm < ALPHA and self.ci_excludes_zero
 
     def csv_row(self) -> dict[str, object]:
         """The row as written to ``effects.csv``."""

@@ -119,9 +119,12 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
         lines.append("")
         for r in sorted(det, key=lambda r: r.p_holm):
             lines.append(f"- detected: {_effect_text(r)}")
+        unadjusted = [r for r in mine if not r.detected and r.ci_excludes_zero]
+        for r in sorted(unadjusted, key=lambda r: r.p):
+            lines.append(f"- CI excludes 0 but not significant after Holm over {len(mine)} metrics: {_effect_text(r)}")
         below, above = [], []
         for r in mine:
-            if r.detected:
+            if r.detected or r.ci_excludes_zero:
                 continue
             band = res.bands.get((r.reference, r.metric))
             if band is not None and math.isfinite(r.delta) and abs(r.delta) <= band:

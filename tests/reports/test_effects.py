@@ -342,6 +342,20 @@ def test_forest_rows_read_back_from_artists_equal_csv(tmp_path):
     assert families == sorted(families, key=["oracle", "diag", "toy", "official"].index)
 
 
+def test_forest_without_null_arm_scales_by_the_widest_ci(tmp_path):
+    from reports.effects_forest import forest_plot
+
+    rng = np.random.default_rng(13)
+    values = simulate(rng, 2, {"full": 3, "abl": 3}, 20, {"abl": np.array([1.0, 0.0])}, sd_story=0.5, sd_cell=0.3)
+    arms = load_arms(write_sweep(tmp_path / "w", values, ROLES, [Metric("diag.a"), Metric("diag.b")]))
+    rows = compute_effects(arms)
+    fig, data = forest_plot(rows, {})
+    assert not [p for p in fig.axes[0].patches if (p.get_gid() or "").startswith("band|")]
+    for d in data:
+        assert max(abs(d["x_low"]), abs(d["x_high"]), abs(d["x"])) == pytest.approx(1.0)
+        assert d["scale_kind"] == "max |CI|" and math.isnan(d["band_low"])
+
+
 def test_forest_csv_written_matches_data(tmp_path):
     sweep = _world_sweep(tmp_path)
     res = write_effects(sweep, tmp_path / "o", resamples=300, sheets=[])
