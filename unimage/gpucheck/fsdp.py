@@ -42,6 +42,7 @@ __all__ = ["LOSS_RTOL", "main", "run_fsdp"]
 
 LOSS_RTOL = {"cpu": 1e-5, "cuda": 1e-3}
 RESULT = "fsdp_result.json"
+_REPO = Path(__file__).resolve().parents[2]
 
 
 ########################################################################################################################
@@ -75,7 +76,8 @@ def run_fsdp(ctx: StepContext) -> None:
             NODE_RANK="0",
             LOCAL_WORLD_SIZE=str(world),
             GPUCHECK_ACCELERATOR="cuda" if dev.type == "cuda" else "cpu",
-            OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+            # The ranks import this checkout even when the parent was started from elsewhere without installing it.
+            PYTHONPATH=os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH", "")) if p),
         )
         log = (out / f"rank{rank}.log").open("wb")
         logs.append(log)

@@ -86,7 +86,10 @@ def _prefill(ctx: StepContext, model: UniMAGE, ids: list[int]) -> Context:
 def _decode(ctx: StepContext, model: UniMAGE, context: Context) -> None:
     """Greedy decoding; the length is cut to what the box still holds (estimated from a short probe)."""
     limit = model.config.tokens.im_end  # ids below <|im_end|>: decoding never stops early
+    t_warm = time.perf_counter()
     generate_text(model, context, max_length=2, vocab_limit=limit)  # warm-up (kernels, compiles)
+    ctx.sync()
+    warm = time.perf_counter() - t_warm
     probe = 4
     t0 = time.perf_counter()
     generate_text(model, context, max_length=probe, vocab_limit=limit)
@@ -105,6 +108,7 @@ def _decode(ctx: StepContext, model: UniMAGE, context: Context) -> None:
         "context_tokens": context.length,
         "tokens": steps,
         "requested_tokens": ctx.scale.decode_tokens,
+        "warmup_s": round(warm, 3),
         "s": round(t["median_s"], 6),
         "tokens_per_s": round(steps / t["median_s"], 1),
         "ms_per_token": round(1e3 * t["median_s"] / steps, 3),
@@ -147,13 +151,16 @@ def _keyframe(ctx: StepContext, model: UniMAGE, ids: list[int], gen: torch.Gener
         if ctx.deadline.expired():
             keyframe[name] = {"status": "skipped", "reason": "time box ran out before this mode"}
             continue
-        sample(1)  # warm-up
+        t0 = time.perf_counter()
+        sample(1)  # warm-up (kernel selection; flex compiles for these shapes)
+        ctx.sync()
+        warm = time.perf_counter() - t0
 
         def run(s: Callable[[int], torch.Tensor] = sample, key: str = name) -> None:
             frames[key] = s(n_steps)
 
         t = timed(run, ctx, iters=2, warmup=0, share=0.25)
-        keyframe[name] = {"step_s": round(t["median_s"] / n_steps, 6), "timing": t}
+        keyframe[name] = {"step_s": round(t["median_s"] / n_steps, 6), "warmup_s": round(warm, 3), "timing": t}
     if len(frames) == 2:
         b, s = frames["batched"].float(), frames["sequential"].float()
         moved = float((s - x0).abs().max())

@@ -170,12 +170,15 @@ def timed(
     At least one timed call always runs once the warm-up is done (a measurement with no sample is useless).
 
     Returns:
-        ``{"median_s", "min_s", "times_s", "iters", "cut_short"}``.
+        ``{"median_s", "min_s", "times_s", "iters", "cut_short", "warmup_s"}`` (``warmup_s``: the untimed calls,
+        where compiles and kernel selection show up).
     """
     until = time.monotonic() + max(ctx.deadline.remaining(), 0.0) * share
+    t_warm = time.perf_counter()
     for _ in range(warmup):
         fn()
     ctx.sync()
+    warmup_s = time.perf_counter() - t_warm
     times: list[float] = []
     while len(times) < iters:
         t0 = time.perf_counter()
@@ -190,6 +193,7 @@ def timed(
         "times_s": [round(t, 6) for t in times],
         "iters": len(times),
         "cut_short": len(times) < iters,
+        "warmup_s": round(warmup_s, 6),
     }
 
 

@@ -15,6 +15,8 @@ chip is not in the table), and peak device memory. Checks: the loss and gradient
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from unimage.gpucheck.runner import StepContext, timed
@@ -81,7 +83,10 @@ def run_train(ctx: StepContext) -> None:
         model.gradient_checkpointing = ac
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
+        t0 = time.perf_counter()
         first[name] = measured_step()  # warm-up (kernel selection, flex compile) and the value compared across modes
+        ctx.sync()
+        first_s = time.perf_counter() - t0
         timing = timed(step, ctx, iters=scale.timed_iters, warmup=0, share=1.0 / (2 - i))
         s = timing["median_s"]
         achieved = flops / s / 1e12
@@ -93,6 +98,7 @@ def run_train(ctx: StepContext) -> None:
             "peak_mem_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 3) if dev.type == "cuda" else None,
             "loss": first[name][0],
             "grad_norm": first[name][1],
+            "first_step_s": round(first_s, 3),
             "timing": timing,
         }
     if len(first) == 2:

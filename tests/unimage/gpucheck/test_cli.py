@@ -23,7 +23,9 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpucheck")
     t0 = time.perf_counter()
-    doc = run(build_parser().parse_args(["--out", str(out), "--device", "cpu"]))
+    exits: list[int] = []  # the watchdog would end pytest itself; record instead, and fail below
+    doc = run(build_parser().parse_args(["--out", str(out), "--device", "cpu"]), exit_fn=exits.append)
+    assert not exits, "the tiny run overstayed its budget"
     return out, doc, time.perf_counter() - t0
 
 
