@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-stories", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0, help="noise seed: keep it equal across arms and seeds")
-    parser.add_argument("--structure-stories", type=int, default=4, help="stories the Director continues (0: none)")
+    parser.add_argument("--structure-stories", type=int, default=2, help="stories the Director continues (0: none)")
     args = parser.parse_args(argv)
     extra = {}
     for item in args.col:
