@@ -236,8 +236,8 @@ def _run_occm(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
         expected, detected, items = [], [], []
         for shot in job.story.shots:
             has_image = shot.index in job.outs.paired
-            if era == "C" and not has_image:
-                continue  # Era C skips shots without an image entry
+            if era in ("B", "C") and not has_image:
+                continue  # Eras B/C skip shots without an image entry (cids_evaluator.py: "No output image ...")
             e = len(shot.character_keys)
             d = (boxes if era == "C" else matched).get((job.sid, shot.index), 0) if has_image else 0
             expected.append(e)

@@ -7,6 +7,8 @@ detected count. Story value = mean over shots, on the published ×100 scale.
 |-----|-------|---------------------------------------------|------------------|
 | A   | e^-6  | listed characters the greedy matcher found  | score 1 (×100), included |
 | B   | 1e-6  | listed characters the greedy matcher found  | score 100, included; story rounded to 4 dp |
+
+Eras B and C skip shots that have no image entry; Era A has an image for every shot (positional pairing).
 | C   | 1e-6  | all detector boxes in the image             | skipped; story rounded to 4 dp |
 """
 

@@ -193,8 +193,8 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
                 else:
                     D = sum(p is not None for p in greedy_gpt_eval(S2))  # type: ignore[arg-type]
                 occm_shots.append(1.0 if E == 0 else math.exp(-abs(D - E) / (EPS_A + E)))
-            elif era == "B":
-                D = sum(p is not None for p in picks) if image is not None else 0
+            elif era == "B" and image is not None:  # e67e43e skips shots without an image entry
+                D = sum(p is not None for p in picks)
                 occm_shots.append(100.0 if E == 0 else 100 * math.exp(-abs(D - E) / (1e-6 + E)))
             elif image is not None and E > 0:
                 D = len([b for b in boxes if nonempty_after_clip(b)])
