@@ -22,7 +22,7 @@ def test_unimage_fit_print_config_tiny(capsys, tmp_path):
         capsys,
         ["fit", "--config", str(bundled_config("tiny-synthstory")), "--model.id_prompting", "false", "--print_config"],
     )
-    assert cfg["model"]["size"] == "tiny" and cfg["model"]["id_prompting"] is False
+    assert cfg["model"]["size"] == "tiny-synth" and cfg["model"]["id_prompting"] is False
     assert cfg["model"]["betas"] == [0.9, 0.95] and cfg["model"]["eps"] == 1e-15
     assert cfg["trainer"]["gradient_clip_val"] == 1.0
     assert cfg["data"]["packer"]["expected_num_tokens"] == 2048
