@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import fsio
 from reports.effects_io import FAMILIES, ROLES, ArmData, Controls, load_arms, read_controls, unscored_expectations
 from reports.effects_stats import (
     METHODS,
@@ -309,11 +310,7 @@ def compute_controls(
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return fsio.atomic_write_text(path, text)
 
 
 def _fmt(v: object) -> object:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import fsio
+
 #: Shot file names as the official layout writes them (1-based).
 _SHOT = re.compile(r"^shot_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 
@@ -126,14 +128,9 @@ def keyframe_sheet(run_dir: str | Path, path: str | Path, title: str = "", **kwa
     if not frames:
         return None
     image = sheet_image(frames, title or Path(run_dir).name, **kwargs)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(out)
-    return out
+    return fsio.atomic_write_bytes(path, buf.getvalue())
 
 
 def default_sheet_runs(arms: Mapping[str, Any]) -> list[str]:
