@@ -97,8 +97,8 @@ class CharacterMatcher:
         self.batch_size = batch_size
         self.fixes = frozenset(fixes)
         self.caption = detector_caption(era)
-        self._refs: dict[tuple[str, str], IdentityFeatures] = {}
-        self._ref_images: dict[tuple[str, str], list[Image.Image]] = {}
+        self._refs: dict[tuple[str, str, str], IdentityFeatures] = {}
+        self._ref_images: dict[tuple[str, str, str], list[Image.Image]] = {}
 
     def detect(self, images: Sequence[Image.Image]) -> list[Detections]:
         """Detector over ``images`` in batches of ``batch_size``."""
@@ -115,7 +115,7 @@ class CharacterMatcher:
     def reference_images(self, story: Story, key: str, profile: Profile) -> list[Image.Image]:
         """The images (crops or full refs) behind :meth:`references`, row for row; the first is the primary ref."""
         self.references(story, key, profile)
-        return self._ref_images[(f"{story.story_id}/{key}", self.encoder_for(story, key, profile).name)]
+        return self._ref_images[(f"{story.story_id}/{key}", self.encoder_for(story, key, profile).name, profile)]
 
     def encoder_for(self, story: Story, key: str, profile: Profile) -> IdentityEncoder:
         """The identity encoder used for character ``key`` under ``profile``."""
@@ -126,7 +126,9 @@ class CharacterMatcher:
     def references(self, story: Story, key: str, profile: Profile) -> IdentityFeatures:
         """Valid reference features of one character (§4.2), cached per (story, encoder, character)."""
         encoder = self.encoder_for(story, key, profile)
-        cache_key = (f"{story.story_id}/{key}", encoder.name)
+        # The profile is part of the key: CIDS and Era A's prompt-alignment path read different reference files
+        # and crop them differently, even with the same encoder.
+        cache_key = (f"{story.story_id}/{key}", encoder.name, profile)
         if cache_key in self._refs:
             return self._refs[cache_key]
         char = story.characters[key]

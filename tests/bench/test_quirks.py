@@ -186,3 +186,20 @@ def test_cli_marks_alignment_non_comparable_with_a_message(bench_data, tmp_path,
     prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
     assert prov["fixes"] == [] and prov["fixes_requested"] == ["occm-empty-story-nan"]  # a B/C switch in Era A
     assert "gpt-eval-matching" in prov["quirks_reproduced"]
+
+
+def test_cids_and_gpt_eval_references_are_cached_apart(tmp_path):
+    """A reference whose best-scoring box is not the detector's first: CIDS takes the best, gpt_eval.py the first."""
+    w = World()
+    e = np.eye(DIM, dtype=np.float32)
+    main, other = w.new_obj(e[0], e[0]), w.new_obj(e[1], e[1])
+    ref = w.new_image([Box(other, (0.2, 0.5, 0.2, 0.6), 0.3), Box(main, (0.7, 0.5, 0.4, 0.8), 0.9)])
+    shot = w.new_image([Box(w.new_obj(e[0], e[0]), (0.5, 0.5, 0.4, 0.8), 0.8)])
+    w.stories["01"] = Story("01", {"A": Char("unrealistic_human", [Ref("00.jpg", ref, main)])}, [Shot(1, ["A"], shot)])
+    dataset, _ = write_world(w, tmp_path)
+    story = load_story(dataset, "01")
+    matcher = CharacterMatcher(world_backbones(w), "A")
+    cids_ref = matcher.references(story, "A", "cids")  # computed first, as in an evaluation
+    gpt_ref = matcher.references(story, "A", "clip_all")
+    assert torch.equal(cids_ref.features["world-clip"][0], torch.from_numpy(e[0]))
+    assert torch.equal(gpt_ref.features["world-clip"][0], torch.from_numpy(e[1]))
