@@ -337,6 +337,9 @@ def diagnose(
 def write_rows(rows: Sequence[DiagRow], path: str | Path, **extra: Any) -> Path:
     """Merge ``rows`` into the long CSV at ``path`` (created with ``CSV_COLUMNS`` + ``extra`` columns if missing).
 
+    The layout is ``ablations.longform``'s (``higher_is_better`` as 1 / 0); the sweep writes its per-arm file itself
+    (``ablations.stages.diagnostic_rows``), this is for runs outside a sweep and for merging several runs into one.
+
     Rows already in the file with the same key (story, metric, family and every ``extra`` value) are replaced, so
     re-running a diagnosis does not double-count; every other row is kept as it was. The file is rewritten
     atomically.
@@ -366,7 +369,12 @@ def write_rows(rows: Sequence[DiagRow], path: str | Path, **extra: Any) -> Path:
         if not math.isfinite(r.value):
             raise ValueError(f"{r.story}/{r.metric}: value {r.value} is not finite")
         row = dict.fromkeys(columns, "") | {str(k): str(v) for k, v in extra.items()}
-        row |= {"story": r.story, "metric": r.metric, "family": FAMILY, "higher_is_better": str(r.higher_is_better)}
+        row |= {
+            "story": r.story,
+            "metric": r.metric,
+            "family": FAMILY,
+            "higher_is_better": str(int(r.higher_is_better)),
+        }
         row["value"] = repr(float(r.value))
         new.append(row)
     key_cols = ["story", "metric", "family", *(str(k) for k in extra)]

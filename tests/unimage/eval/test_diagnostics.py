@@ -128,7 +128,7 @@ def test_write_rows_merges_into_the_long_csv(tmp_path):
         ("01", "diag.full_ce", "diag", "full", "1.25"),
         ("01", "diag.full_ce", "diag", "no_script_splitting", "1.5"),
     ]
-    assert got[1]["higher_is_better"] == "True" and got[2]["higher_is_better"] == "False"
+    assert got[1]["higher_is_better"] == "1" and got[2]["higher_is_better"] == "0"
     fresh = write_rows(rows, tmp_path / "new.csv")
     assert fresh.read_text().splitlines()[0] == "story,metric,family,higher_is_better,value"
 
