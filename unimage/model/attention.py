@@ -323,11 +323,48 @@ def _doc_blocks(layout: AttentionLayout) -> tuple[list[_DocBlock], bool]:
     return out, tiled and next_row == layout.num_queries
 
 
+def _math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
+    """softmax(q·kᵀ·scale + bias)·v for one document, GQA without repeating k/v: [Lq, Hq, Dh] → [Lq, Hq, Dh].
+
+    The query heads of a KV group (h = j·G + g, as ``repeat_interleave``) are stacked along the query axis, so each
+    KV head serves one [G·Lq, Lk] matmul. Used for masked blocks in bf16/fp16 on CPU, where torch's fused CPU kernel
+    with a mask is about 2x slower forward + backward (measured at 260-token documents, 8/2 heads, Dh 32).
+    """
+    lq, hq, dh = q.shape
+    hkv, lk = k.shape[1], k.shape[0]
+    g = hq // hkv
+    qg = q.permute(1, 0, 2).reshape(hkv, g * lq, dh)  # [Hkv, G·Lq, Dh]
+    scores = torch.baddbmm(
+        bias.expand(hkv, g, lq, lk).reshape(hkv, g * lq, lk), qg, k.permute(1, 2, 0), alpha=scale
+    )  # [Hkv, G·Lq, Lk]
+    out = torch.bmm(scores.softmax(-1), v.transpose(0, 1))  # [Hkv, G·Lq, Dh]
+    return out.view(hq, lq, dh).transpose(0, 1)  # [Lq, Hq, Dh]
+
+
+def _use_math(q: Tensor) -> bool:
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+
+
 def _sdpa_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
     """SDPA one document at a time on its own keys (the varlen idea without a varlen kernel)."""
     blocks, tiled = layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout))
+    math = _use_math(q)
+    biases: list[Tensor | None] = []
+    if math:  # additive masks (0 / −inf) in the kernel dtype, built once per layout and shared by all layers
+        biases = layout.memo(
+            f"bias_{q.dtype}",
+            lambda: [
+                None
+                if b.mask is None
+                else torch.zeros(b.mask.shape, dtype=q.dtype, device=q.device).masked_fill(~b.mask, float("-inf"))
+                for b in blocks
+            ],
+        )
     outs = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
+        if math and biases[i] is not None:
+            outs.append(_math_attention(q[b.q], k[b.k], v[b.k], biases[i], scale))  # type: ignore[arg-type]
+            continue
         o = F.scaled_dot_product_attention(
             q[b.q].transpose(0, 1)[None],  # [1, Hq, Lq_d, Dh]
             k[b.k].transpose(0, 1)[None],  # [1, Hkv, Lk_d, Dh]

@@ -28,9 +28,10 @@ Hkv key/value heads, Dh head dim, I MLP width.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -74,6 +75,47 @@ class Routing:
     gen: Tensor
     length: int
     freeze_und: bool = False
+    # The gather index of ``to_sequence``, built once per routing (every layer of a forward shares it).
+    _memo: dict[str, Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def mixed(self) -> bool:
+        """Both experts have tokens (otherwise expert order is sequence order and nothing moves)."""
+        return bool(self.und.numel()) and bool(self.gen.numel())
+
+    @property
+    def num_und(self) -> int:
+        """Lu."""
+        return int(self.und.numel())
+
+    def _inverse(self) -> Tensor:
+        if "inverse" not in self._memo:
+            order = torch.cat([self.und, self.gen])  # expert row r holds sequence row order[r]
+            inv = torch.empty_like(order)
+            inv[order] = torch.arange(self.length, device=order.device)
+            self._memo["inverse"] = inv
+        return self._memo["inverse"]
+
+    def to_experts(self, x: Tensor) -> Tensor:
+        """Sequence order [L, ...] → expert order [und rows ++ gen rows] (one gather)."""
+        return torch.cat([x[self.und], x[self.gen]]) if self.mixed else x
+
+    def to_sequence(self, x: Tensor) -> Tensor:
+        """Expert order → sequence order (one gather)."""
+        return x[self._inverse()] if self.mixed else x
+
+    def run(self, x: Tensor, f_und: Callable[[Tensor], Tensor], f_gen: Callable[[Tensor], Tensor]) -> Tensor:
+        """``apply`` for rows already in expert order: slices in, one concatenation out, no index gathers."""
+        if not self.mixed:
+            return self._und_out(f_und(x)) if self.gen.numel() == 0 else f_gen(x)
+        lu = self.num_und
+        return torch.cat([self._und_out(f_und(x[:lu])), f_gen(x[lu:])])
+
+    def detach_und_rows(self, x: Tensor) -> Tensor:
+        """``detach_und`` for rows in expert order."""
+        if not self.freeze_und:
+            return x
+        return self.run(x, lambda a: a, lambda b: b)
 
     @classmethod
     def all_und(cls, length: int, device: torch.device | None = None) -> Routing:
@@ -160,8 +202,9 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        """[N, D] → [N, D]."""
-        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+        """[N, D] → [N, D]; gate and up run as one matmul on their concatenated weights."""
+        gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight])).chunk(2, dim=-1)  # [N, I] ×2
+        return self.down_proj(F.silu(gate) * up)
 
 
 ########################################################################################################################
@@ -200,7 +243,7 @@ class MoTAttention(nn.Module):
         """Attention of the Lq new tokens over (cached ++ new) keys.
 
         Args:
-            h: [Lq, D] normed hidden states of the new tokens.
+            h: [Lq, D] normed hidden states of the new tokens, in expert order (``Routing.to_experts``).
             routing: Expert of each new token.
             cos_sin: RoPE tables [Lq, Dh] for the new tokens.
             layout: Mask of the Lq queries over the Lk = (cached + Lq) keys.
@@ -208,23 +251,25 @@ class MoTAttention(nn.Module):
             past: Cached (keys, values) [Lc, Hkv, Dh] of earlier tokens, already normed and rotated.
 
         Returns:
-            ([Lq, D] output, (keys, values) [Lq, Hkv, Dh] of the new tokens for the cache).
+            ([Lq, D] output in expert order, (keys, values) [Lq, Hkv, Dh] of the new tokens in sequence order).
         """
         hq, hkv, dh = self.num_heads, self.num_kv_heads, self.head_dim
         cos, sin = cos_sin
-        q = routing.apply(
+        qkv = routing.run(
             h,
-            lambda x: self.q_norm(self.q_proj(x).view(-1, hq, dh)),
-            lambda x: self.q_norm_moe_gen(self.q_proj_moe_gen(x).view(-1, hq, dh)),
-        )  # [Lq, Hq, Dh]
-        k = routing.apply(
-            h,
-            lambda x: self.k_norm(self.k_proj(x).view(-1, hkv, dh)),
-            lambda x: self.k_norm_moe_gen(self.k_proj_moe_gen(x).view(-1, hkv, dh)),
-        )  # [Lq, Hkv, Dh]
-        v = routing.apply(
-            h, lambda x: self.v_proj(x).view(-1, hkv, dh), lambda x: self.v_proj_moe_gen(x).view(-1, hkv, dh)
-        )  # [Lq, Hkv, Dh]
+            lambda x: self._qkv(x, self.q_proj, self.k_proj, self.v_proj, self.q_norm, self.k_norm),
+            lambda x: self._qkv(
+                x,
+                self.q_proj_moe_gen,
+                self.k_proj_moe_gen,
+                self.v_proj_moe_gen,
+                self.q_norm_moe_gen,
+                self.k_norm_moe_gen,
+            ),
+        )  # [Lq, (Hq + 2·Hkv)·Dh], expert order
+        qkv = routing.to_sequence(qkv)  # sequence order: one gather for q, k and v together
+        q, k, v = qkv.split([hq * dh, hkv * dh, hkv * dh], dim=-1)
+        q, k, v = q.view(-1, hq, dh), k.view(-1, hkv, dh), v.view(-1, hkv, dh)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # One dtype at the kernel (under autocast the norm's fp32 weight leaves q, k in fp32 beside a bf16 v).
         dtype = attention_dtype(v)
@@ -232,8 +277,18 @@ class MoTAttention(nn.Module):
         k_all = k if past is None else torch.cat([past[0], k])  # [Lk, Hkv, Dh]
         v_all = v if past is None else torch.cat([past[1], v])
         attn = packed_attention(q, k_all, v_all, layout, backend).reshape(-1, hq * dh)  # [Lq, Hq·Dh]
-        out = routing.apply(attn, self.o_proj, self.o_proj_moe_gen)  # [Lq, D]
+        out = routing.run(routing.to_experts(attn), self.o_proj, self.o_proj_moe_gen)  # [Lq, D], expert order
         return out, (k, v)
+
+    def _qkv(self, x: Tensor, qp: nn.Linear, kp: nn.Linear, vp: nn.Linear, qn: nn.Module, kn: nn.Module) -> Tensor:
+        """One expert's q, k, v: one matmul on the concatenated weights, QK-norm per head; [N, (Hq + 2·Hkv)·Dh]."""
+        hq, hkv, dh = self.num_heads, self.num_kv_heads, self.head_dim
+        w = torch.cat([qp.weight, kp.weight, vp.weight])  # [(Hq + 2·Hkv)·Dh, D]
+        b = torch.cat([qp.bias, kp.bias, vp.bias])
+        q, k, v = F.linear(x, w, b).split([hq * dh, hkv * dh, hkv * dh], dim=-1)
+        q = qn(q.reshape(-1, hq, dh)).flatten(1)
+        k = kn(k.reshape(-1, hkv, dh)).flatten(1)
+        return torch.cat([q, k.to(q.dtype), v.to(q.dtype)], dim=-1)  # v upcast exactly when the norm promoted q
 
 
 class MoTDecoderLayer(nn.Module):
@@ -259,12 +314,13 @@ class MoTDecoderLayer(nn.Module):
         backend: ResolvedBackend,
         past: KVPair | None = None,
     ) -> tuple[Tensor, KVPair]:
-        """[Lq, D] → ([Lq, D], new (keys, values)); see ``MoTAttention.forward`` for the arguments."""
-        h = routing.apply(x, self.input_layernorm, self.input_layernorm_moe_gen)
+        """[Lq, D] → ([Lq, D], new (keys, values)), rows in EXPERT order (``Routing.to_experts``; the keys and values
+        are in sequence order); see ``MoTAttention.forward`` for the arguments."""
+        h = routing.run(x, self.input_layernorm, self.input_layernorm_moe_gen)
         attn, kv = self.self_attn(h, routing, cos_sin, layout, backend, past)
-        x = routing.detach_und(x + attn)
-        h = routing.apply(x, self.post_attention_layernorm, self.post_attention_layernorm_moe_gen)
-        x = routing.detach_und(x + routing.apply(h, self.mlp, self.mlp_moe_gen))
+        x = routing.detach_und_rows(x + attn)
+        h = routing.run(x, self.post_attention_layernorm, self.post_attention_layernorm_moe_gen)
+        x = routing.detach_und_rows(x + routing.run(h, self.mlp, self.mlp_moe_gen))
         return x, kv
 
 
@@ -312,8 +368,11 @@ class MoTModel(nn.Module):
         """
         if past is not None and len(past) != len(self.layers):
             raise ValueError(f"cache has {len(past)} layers, the model {len(self.layers)}")
-        cos_sin = rope_cos_sin(position_ids, self.inv_freq, embeds.dtype)  # 2 × [Lq, Dh]
-        x = embeds
+        cos_sin = rope_cos_sin(position_ids, self.inv_freq, embeds.dtype)  # 2 × [Lq, Dh], sequence order
+        # The layers keep rows in expert order (understanding rows, then generation rows): each expert's norms,
+        # projections and MLP then read and write contiguous slices, and only attention's inputs and output move
+        # (one gather each per layer) instead of a gather and a scatter around every expert-specific op.
+        x = routing.to_experts(embeds)
         new_kv: list[KVPair] = []
         for i, layer in enumerate(self.layers):
             layer_past = None if past is None else past[i]
@@ -322,7 +381,7 @@ class MoTModel(nn.Module):
             else:
                 x, kv = layer(x, routing, cos_sin, layout, backend, layer_past)
             new_kv.append(kv)
-        return routing.apply(x, self.norm, self.norm_moe_gen), new_kv
+        return routing.to_sequence(routing.run(x, self.norm, self.norm_moe_gen)), new_kv
 
 
 class MoTForCausalLM(nn.Module):

@@ -112,3 +112,22 @@ def test_resolve_backend():
         resolve_backend("flash", cpu)
     with pytest.raises(ValueError, match="unknown attention backend"):
         resolve_backend("xformers", cpu)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_per_document_path_equals_dense_reference(dtype):
+    """Per-document attention (fused SDPA in fp32, the explicit GQA softmax for masked blocks in bf16 on CPU) equals
+    the single dense-masked call and the explicit fp64 softmax; documents never see each other."""
+    import dataclasses
+
+    layout = _layout()
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(15, h, 8, generator=g).to(dtype) for h in (4, 2, 2))
+    out = packed_attention(q, k, v, layout, "sdpa")
+    dense = packed_attention(q, k, v, dataclasses.replace(layout, per_doc=False, _memo={}), "sdpa")
+    ref = _explicit_attention(q.float(), k.float(), v.float(), _hand_mask())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(out.float(), dense.float(), atol=tol, rtol=tol)
+    assert "sdpa" not in layout._memo  # no [L, L] mask was built for the per-document path

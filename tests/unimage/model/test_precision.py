@@ -92,7 +92,14 @@ def _recording_sdpa(monkeypatch):
         seen.append((q.dtype, k.dtype, v.dtype))
         return real(q, k, v, *args, **kwargs)
 
+    real_math = attention_mod._math_attention  # the CPU bf16 path for masked blocks
+
+    def rec_math(q, k, v, bias, scale):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return real_math(q, k, v, bias, scale)
+
     monkeypatch.setattr(attention_mod.F, "scaled_dot_product_attention", rec)
+    monkeypatch.setattr(attention_mod, "_math_attention", rec_math)
     return seen
 
 

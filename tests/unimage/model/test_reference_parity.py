@@ -135,7 +135,14 @@ def _default_rope_init(config, device=None, **_kwargs):
 def official():
     """The official modules, imported from BAGEL_REPO with the CPU shims; sys.modules is restored afterwards."""
     pytest.importorskip("einops", reason="the official autoencoder imports einops")
-    repo = Path(os.environ["BAGEL_REPO"]).resolve()
+    with official_modules(Path(os.environ["BAGEL_REPO"])) as ns:
+        yield ns
+
+
+@contextlib.contextmanager
+def official_modules(repo: Path):
+    """Import the official modules from the checkout ``repo`` with the CPU shims (also used by the benchmarks)."""
+    repo = repo.resolve()
     # transformers probes for flash_attn when these load; import them before the stand-in exists
     importlib.import_module("transformers.modeling_utils")
     importlib.import_module("transformers.integrations.flash_attention")
@@ -188,15 +195,22 @@ def fp32_official(official):
 ########################################################################################################################
 
 
-def _build_official(official, seed: int = 0):
+def _build_official(official, seed: int = 0, shapes: dict | None = None):
+    """The official tiny model (``shapes`` overrides: ``llm`` / ``vit`` dicts, ``max_latent_size``, ``vit_side``;
+    the training benchmark builds its larger configuration through this)."""
     b = official.bagel
+    shapes = shapes or {}
+    llm_shape = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        **shapes.get("llm", {}),
+    }
     llm = b.Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **llm_shape,
         rope_theta=10000.0,
         rms_norm_eps=1e-6,
         max_position_embeddings=4096,
@@ -212,6 +226,7 @@ def _build_official(official, seed: int = 0):
         "num_attention_heads": 4,
         "image_size": 112,
         "patch_size": 14,
+        **shapes.get("vit", {}),
     }
     vit = b.SiglipVisionConfig(**vit_json, rope=False)
     vit.num_hidden_layers -= 1  # as every official script does
@@ -234,8 +249,8 @@ def _build_official(official, seed: int = 0):
         vit_config=vit,
         vae_config=ae_params,
         latent_patch_size=LATENT_P,
-        max_latent_size=8,
-        vit_max_num_patch_per_side=8,
+        max_latent_size=shapes.get("max_latent_size", 8),
+        vit_max_num_patch_per_side=shapes.get("vit_side", 8),
         connector_act="gelu_pytorch_tanh",
         interpolate_pos=False,
         timestep_shift=TIMESTEP_SHIFT,
@@ -261,19 +276,29 @@ def _build_official(official, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def pair(official, tmp_path_factory):
+    return official_and_ours(official, tmp_path_factory.mktemp("bagel_ref") / "tiny")
+
+
+def official_and_ours(official, d: Path, shapes: dict | None = None) -> types.SimpleNamespace:
+    """Build the official model, write it as a BAGEL-layout directory ``d`` and load that into ours."""
     from safetensors.torch import save_file
 
     from unimage.model.checkpoint import load_bagel_dir
 
-    ref, ae, llm, vit_json = _build_official(official)
-    d = tmp_path_factory.mktemp("bagel_ref") / "tiny"
-    d.mkdir()
+    ref, ae, llm, vit_json = _build_official(official, shapes=shapes)
+    d.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(d / "ema.safetensors"))
     save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(d / "ae.safetensors"))
     llm.to_json_file(str(d / "llm_config.json"))
     (d / "vit_config.json").write_text(json.dumps({**vit_json, "model_type": "siglip_vision_model", "rope": False}))
     (d / "config.json").write_text(
-        json.dumps({"max_latent_size": 8, "timestep_shift": TIMESTEP_SHIFT, "special_tokens": TOKENS})
+        json.dumps(
+            {
+                "max_latent_size": (shapes or {}).get("max_latent_size", 8),
+                "timestep_shift": TIMESTEP_SHIFT,
+                "special_tokens": TOKENS,
+            }
+        )
     )
     ours = load_bagel_dir(d)
     return types.SimpleNamespace(ref=ref, ae=ae, model=ours.model, vae=ours.vae, config=ours.config, path=d)
@@ -562,9 +587,12 @@ def _our_samples():
     ]
 
 
-def _official_batch(official):
+def _official_batch(official, plan=None, vit_side: int = 8, latent_side: int = 8):
     """The official training inputs, built by BAGEL's packing rules (``PackedDataset.pack_sequence``, bagel-compat
-    §2.3, §2.4, §5.2) independently of our packer. Returns the kwargs of ``Bagel.forward``."""
+    §2.3, §2.4, §5.2) independently of our packer. Returns the kwargs of ``Bagel.forward``.
+
+    ``plan``: per sample a list of ("text", (ids, loss)) / ("vit", pixels) / ("clean" | "noisy", (latents, u));
+    default ``_official_plan()``. ``vit_side`` / ``latent_side``: the position tables' entries per side."""
     bos, eos = TOKENS["im_start"], TOKENS["im_end"]
     vs, ve = TOKENS["vision_start"], TOKENS["vision_end"]
     st = {
@@ -572,7 +600,7 @@ def _official_batch(official):
         "vae_lat": [], "vae_shapes": [], "vae_pos": [], "vae_idx": [], "timesteps": [], "mse_idx": [], "sample_lens": [], "masks": [],
     }  # fmt: skip
     curr = 0
-    for sample in _official_plan():
+    for sample in plan or _official_plan():
         rope, split_lens, modes = 0, [], []
         for kind, payload in sample:
             start = curr
@@ -598,7 +626,7 @@ def _official_batch(official):
                 st["vit_tokens"].append(tokens)
                 st["vit_lens"].append(tokens.shape[0])
                 st["vit_pos"].append(
-                    official.data_utils.get_flattened_position_ids_extrapolate(img.shape[1], img.shape[2], 14, 8)
+                    official.data_utils.get_flattened_position_ids_extrapolate(img.shape[1], img.shape[2], 14, vit_side)
                 )
                 curr += tokens.shape[0] + 2
                 st["pos"] += [rope] * (tokens.shape[0] + 2)
@@ -613,7 +641,9 @@ def _official_batch(official):
                 st["vae_idx"] += list(range(curr + 1, curr + 1 + n_img))
                 st["vae_lat"].append(lat)
                 st["vae_shapes"].append((h, w))
-                st["vae_pos"].append(official.data_utils.get_flattened_position_ids_extrapolate(h * 16, w * 16, 16, 8))
+                st["vae_pos"].append(
+                    official.data_utils.get_flattened_position_ids_extrapolate(h * 16, w * 16, 16, latent_side)
+                )
                 if kind == "noisy":
                     st["mse_idx"] += list(range(curr + 1, curr + 1 + n_img))
                     st["timesteps"] += [u] * n_img
