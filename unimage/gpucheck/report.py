@@ -30,7 +30,8 @@ def _parity(r: dict[str, Any]) -> list[str]:
     )
     for name, e in r.get("backends", {}).items():
         if e.get("status") != "ran":
-            lines.append(f"| {name} | skipped: {e.get('reason')} | | | | |")
+            why = e.get("reason") or e.get("error", "")
+            lines.append(f"| {name} | {e.get('status')}: {why.splitlines()[0] if why else ''} | | | | |")
             continue
         err = e.get("max_abs_err", {})
         t = e.get("fwd_bwd_s", e.get("fwd_s"))

@@ -70,7 +70,9 @@ def _scaled(boxes: dict[str, float], factor: float) -> dict[str, float]:
 
 
 _BOXES_7B = {"parity": 100.0, "train": 130.0, "inference": 130.0, "fsdp": 90.0}
-_BOXES_TINY = {"parity": 20.0, "train": 20.0, "inference": 20.0, "fsdp": 60.0}
+# Upper bounds, not targets (the tiny run takes about 20 s of CPU): wide enough for a loaded CI machine, where the
+# first flex call alone (torch's compile stack importing) took 9 s.
+_BOXES_TINY = {"parity": 60.0, "train": 40.0, "inference": 40.0, "fsdp": 90.0}
 
 SCALES: dict[str, CheckScale] = {
     "7b": CheckScale(
