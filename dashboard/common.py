@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import runs, scripttext
 from dashboard.settings import Settings, from_env
+from dashboard.throttle import Throttle
 
 # Badge label and format per results column (paper scales).
 BADGES: dict[str, str] = {
@@ -49,6 +50,14 @@ def badges_markdown(values: dict[str, float]) -> str:
 
 def inject_css() -> None:
     st.markdown(scripttext.CSS, unsafe_allow_html=True)
+
+
+@st.cache_resource(show_spinner=False)
+def admin_login_throttle() -> Throttle:
+    """One throttle of wrong admin tokens per app process, shared by every session (a new session must not reset
+    it). Here and not in the Admin page: page files are run as scripts, so a cache there is not the same object
+    the rest of the process (and the tests) can reach."""
+    return Throttle()
 
 
 @st.cache_resource(show_spinner=False)

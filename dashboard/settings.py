@@ -18,6 +18,18 @@ ENV_MODE = "UNIMAGE_DASHBOARD_MODE"
 
 DEFAULT_DB = "sqlite:///unimage_study.db"
 MODES = ("full", "study")
+#: Shorter admin tokens are refused: the Admin page shows method names and every answer.
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be an admin token (None when it can)."""
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        return (
+            f"the admin token has {len(token)} characters; at least {MIN_ADMIN_TOKEN_LENGTH} are required "
+            "(a short one can be guessed)"
+        )
+    return None
 
 
 @dataclass(frozen=True)

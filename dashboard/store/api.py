@@ -34,7 +34,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dashboard.store import design, quality, schema
+from dashboard.store import design, limits, quality, schema
 from dashboard.store.engine import make_engine, migrate
 from dashboard.store.errors import AccessDenied, StoreError
 from dashboard.store.types import (
@@ -111,6 +111,7 @@ class StudyStore:
     # ------------------------------------------------------------------ admin: tokens
     def issue_admin_token(self, label: str = "admin") -> str:
         """Create an admin token (returned once, stored hashed). The Admin page accepts any issued admin token."""
+        limits.text(label, "label", limits.MAX_NAME)
         token = secrets.token_urlsafe(32)
         with self._write() as s, s.begin():
             s.add(schema.AdminToken(token_hash=hash_token(token), label=label, created_at=self._clock()))
@@ -118,7 +119,7 @@ class StudyStore:
 
     def verify_admin_token(self, token: str | None) -> bool:
         """True when ``token`` is an issued admin token (constant-time comparison of the hashes)."""
-        if not token:
+        if not token or not limits.token_ok(token):
             return False
         digest = hash_token(token)
         with self._read() as s:
@@ -132,11 +133,18 @@ class StudyStore:
         Raises:
             StoreError: invalid spec (names the field), or a study with this name exists.
         """
+        limits.spec_fields(spec)
         design.validate_spec(spec)
         items = design.build_items(spec)
+        try:
+            return self._insert_study(spec, items)
+        except IntegrityError:  # a concurrent create_study took the name between our check and our insert
+            raise StoreError(f"study name {limits.short(spec.name)} already exists") from None
+
+    def _insert_study(self, spec: StudySpec, items: list[design.ItemPlan]) -> int:
         with self._write() as s, s.begin():
             if s.scalar(select(schema.Study.id).where(schema.Study.name == spec.name)) is not None:
-                raise StoreError(f"study name {spec.name!r} already exists")
+                raise StoreError(f"study name {limits.short(spec.name)} already exists")
             study = schema.Study(name=spec.name, spec_json=design.spec_to_json(spec), created_at=self._clock())
             s.add(study)
             s.flush()
@@ -161,6 +169,7 @@ class StudyStore:
 
     def get_study(self, study_id: int) -> StudyInfo:
         """One study's spec and sizes (admin view). Raises `StoreError` for an unknown id."""
+        limits.ident(study_id, "study_id")
         with self._read() as s:
             study = self._study(s, study_id)
             n_items = s.scalar(
@@ -197,8 +206,11 @@ class StudyStore:
         Raises:
             StoreError: unknown study, bad names, or every item already has ``raters_per_item`` raters.
         """
-        if count < 1:
-            raise StoreError(f"count must be >= 1, got {count}")
+        limits.ident(study_id, "study_id")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limits.MAX_INVITES:
+            raise StoreError(f"count must be an integer in [1, {limits.MAX_INVITES}], got {limits.short(count)}")
+        if names is not None:
+            limits.texts(names, "names", limits.MAX_NAME)
         if names is not None and len(names) != count:
             raise StoreError(f"names has {len(names)} entries for count={count}")
         invites: list[Invite] = []
@@ -224,7 +236,7 @@ class StudyStore:
     # ------------------------------------------------------------------ annotator-facing
     def resolve_token(self, token: str | None) -> AnnotatorView | None:
         """The annotator an invite token belongs to, or ``None`` for an unknown/empty token."""
-        if not token:
+        if not token or not limits.token_ok(token):
             return None
         with self._read() as s:
             try:
@@ -309,6 +321,8 @@ class StudyStore:
             row = self._own_assignment(s, token, assignment_id)
             item = self._item(s, row.item_id)
             spec = self._spec(s, row.study_id)
+            limits.text(criterion, "criterion", limits.MAX_KEY)
+            limits.answer(value)
             if criterion not in {c.key for c in design.criteria_of(spec, item.kind)}:
                 raise StoreError(f"criterion: {criterion!r} is not a {item.kind} criterion of this study")
             methods = item.methods
@@ -371,14 +385,20 @@ class StudyStore:
     # ------------------------------------------------------------------ admin: monitoring, quality, export
     def progress(self, study_id: int) -> list[AnnotatorProgress]:
         """Progress of every annotator of a study, with the exclusion verdict."""
+        limits.ident(study_id, "study_id")
         return quality.progress_rows(self, study_id)
 
     def exclusions(self, study_id: int) -> list[ExclusionDecision]:
         """Apply the study's declared rules (and manual exclusions) to every annotator."""
+        limits.ident(study_id, "study_id")
         return quality.evaluate(self, study_id)
 
     def set_manual_exclusion(self, study_id: int, annotator_id: int, reason: str | None) -> None:
         """Exclude an annotator by hand (``reason`` is recorded), or lift it with ``reason=None``."""
+        limits.ident(study_id, "study_id")
+        limits.ident(annotator_id, "annotator_id")
+        if reason is not None:
+            limits.text(reason, "reason", limits.MAX_LABEL)
         with self._write() as s, s.begin():
             ann = s.get(schema.Annotator, annotator_id)
             if ann is None or ann.study_id != study_id:
@@ -400,6 +420,7 @@ class StudyStore:
         """
         from dashboard.store import export
 
+        limits.ident(study_id, "study_id")
         return export.answers_frame(self, study_id, include_catch=include_catch, include_excluded=include_excluded)
 
     def export_answers(self, study_id: int, path: str | Path, fmt: str | None = None) -> Path:
@@ -431,13 +452,16 @@ class StudyStore:
 
     # ------------------------------------------------------------------ internals
     def _study(self, s: Session, study_id: int) -> schema.Study:
+        limits.ident(study_id, "study_id")
         study = s.get(schema.Study, study_id)
         if study is None:
             raise StoreError(f"no study with id {study_id}")
         return study
 
     def _annotator(self, s: Session, token: str) -> AnnotatorView:
-        digest = hash_token(token or "")
+        if not limits.token_ok(token):
+            raise AccessDenied("unknown invite token")
+        digest = hash_token(token)
         view = self._tokens.get(digest)
         if view is None:
             ann = s.scalar(select(schema.Annotator).where(schema.Annotator.token_hash == digest))
@@ -464,6 +488,7 @@ class StudyStore:
         return design.shown_item(s, row, spec, self._item(s, row.item_id), total)
 
     def _own_assignment(self, s: Session, token: str, assignment_id: int) -> schema.Assignment:
+        limits.ident(assignment_id, "assignment_id")
         ann = self._annotator(s, token)
         row = s.get(schema.Assignment, assignment_id)
         if row is None or row.annotator_id != ann.annotator_id:

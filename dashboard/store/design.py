@@ -11,6 +11,7 @@ import dataclasses
 import json
 import random
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.store import schema
 from dashboard.store.errors import StoreError
+from dashboard.store.limits import short
 from dashboard.store.types import (
     LABELS,
     Criterion,
@@ -167,12 +169,17 @@ def shown_order(seed: int, k: int) -> list[int]:
 
 
 def assign_items(s: Session, spec: StudySpec, study_id: int, annotator_id: int) -> int:
-    """Give a new annotator the least-covered real items plus catch trials, in a seeded random order.
+    """Give a new annotator the least-covered real items plus catch trials, in a random order.
+
+    The queue order, the catch trials and each assignment's ``seed`` (which decides the labels) come from the
+    operating system's CSPRNG (``secrets``), not from anything an annotator can know (the code, the study seed,
+    their sequential id): a seeded ``random.Random`` let an annotator replay it and find the reference method behind
+    its label in every pair (issue 14). The seeds are stored, so what was shown stays replayable.
 
     Returns:
         The number of assignments created.
     """
-    rng = random.Random(f"{spec.seed}:annotator:{annotator_id}")
+    rng = secrets.SystemRandom()
     coverage = dict(
         s.execute(
             select(schema.Assignment.item_id, func.count())
@@ -318,11 +325,11 @@ def parse_value(kind: str, value: str | Sequence[str], k: int) -> str:
     labels = LABELS[:k]
     if kind == "gsb":
         if not isinstance(value, str) or value.strip().upper() not in GSB_VALUES:
-            raise ValueError(f"value: a gsb answer must be one of G, S, B (A compared with B), got {value!r}")
+            raise ValueError(f"value: a gsb answer must be one of G, S, B (A compared with B), got {short(value)}")
         return value.strip().upper()
     parts = [p.strip().upper() for p in value.split(">")] if isinstance(value, str) else [str(p).upper() for p in value]
     if sorted(parts) != list(labels):
-        raise ValueError(f"value: a ranking must order each of the labels {list(labels)} once, got {value!r}")
+        raise ValueError(f"value: a ranking must order each of the labels {list(labels)} once, got {short(value)}")
     return ">".join(parts)
 
 

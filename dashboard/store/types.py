@@ -110,8 +110,9 @@ class StudySpec:
         items_per_annotator: real (non-catch) items per annotator; ``None`` = as many as still need raters.
         catch_rate: share of catch trials in each annotator's queue, in [0, 0.5].
         exclusion: the exclusion rules (declared up front).
-        seed: master seed; every shuffle (item order per annotator, method order per item) derives from it and is
-            stored, so the shown order can be replayed.
+        seed: seed of the catch-trial draw when the study is created. Annotators' queues and each item's method
+            order are drawn from ``secrets`` instead (a seed an annotator could know would unblind them) and stored
+            per assignment, so the shown order can be replayed.
         instructions: markdown shown to annotators before the first item (include a worked example).
         sources: optional method → run directory / ViStoryBench outputs root, for the app's image loading.
     """

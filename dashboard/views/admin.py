@@ -8,11 +8,13 @@ store issued with `StudyStore.issue_admin_token`. It is typed into a password fi
 from __future__ import annotations
 
 import hmac
+import math
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import common, runs
+from dashboard.settings import admin_token_problem
 
 DEFAULT_INSTRUCTIONS = (
     "You will see storyboards (a sequence of keyframes with their script) that tell the same story, made by "
@@ -20,10 +22,19 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
+FULL_MODE_WARNING = (
+    "**This app runs in full mode**: anyone who opens it without a `?token=` link (an annotator who shortens "
+    "theirs) can browse the named Storyboards and Results pages, which unblinds the study. Restart it with "
+    "`unimage dashboard --mode study ...` before sending invites."
+)
+
+
 def _check_token(s, store, token: str) -> bool:
     if not token:
         return False
-    if s.admin_token and hmac.compare_digest(s.admin_token.encode(), token.encode()):
+    # A configured token too short to be safe is never accepted (the CLI refuses it; this covers the environment).
+    configured_ok = bool(s.admin_token) and admin_token_problem(s.admin_token) is None
+    if configured_ok and hmac.compare_digest(s.admin_token.encode(), token.encode()):
         return True
     return bool(store.verify_admin_token(token))
 
@@ -36,12 +47,22 @@ def render() -> None:
         with st.form("admin_login"):
             token = st.text_input("Admin token", type="password", key="admin_token_input")
             if st.form_submit_button("Unlock"):
-                if _check_token(s, store, token):
+                throttle = common.admin_login_throttle()
+                wait = throttle.wait()
+                if wait > 0:  # not even checked: a guesser learns nothing while throttled
+                    st.error(f"Too many wrong admin tokens: try again in {math.ceil(wait)} s.")
+                elif _check_token(s, store, token):
+                    throttle.success()
                     st.session_state["admin_ok"] = True
                     st.rerun()
                 else:
+                    throttle.failure()
                     st.error("Wrong admin token.")
+        if s.admin_token and (problem := admin_token_problem(s.admin_token)):
+            st.warning(f"The configured admin token is refused: {problem}. Use a token issued by the store.")
         return
+    if s.mode != "study":
+        st.warning(FULL_MODE_WARNING, icon=":material/warning:")
 
     studies = store.list_studies()
     tab_new, tab_inv, tab_quality, tab_export, tab_stats = st.tabs(
@@ -189,6 +210,8 @@ def _invites(s, store, info) -> None:
                 ]
     links = st.session_state.get(f"admin_links_{info.study_id}")
     if links:
+        if s.mode != "study":
+            st.warning(FULL_MODE_WARNING, icon=":material/warning:")
         st.warning("Copy these links now: tokens are stored hashed and cannot be shown again.")
         df = pd.DataFrame(links)
         st.dataframe(df, hide_index=True, key=f"admin_links_table_{info.study_id}")

@@ -31,12 +31,12 @@ def test_build_passes_settings_in_the_environment_not_argv(tmp_path):
         "--port",
         "8765",
         "--admin-token",
-        "sekret",
+        "sekret-sekret-sekret",
         "--mode",
         "study",
     )
     argv, env, s = cli.build(args)
-    assert "sekret" not in " ".join(argv)  # never visible in the process list
+    assert "sekret-sekret-sekret" not in " ".join(argv)  # never visible in the process list
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("dashboard/app.py")
     assert argv[argv.index("--server.port") + 1] == "8765"
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
@@ -44,7 +44,7 @@ def test_build_passes_settings_in_the_environment_not_argv(tmp_path):
     assert back == s
     assert back.runs == (str((tmp_path / "a").resolve()), str((tmp_path / "b").resolve()))
     assert back.db_url == f"sqlite:///{(tmp_path / 's.db').resolve()}"
-    assert (back.admin_token, back.mode, back.base_url) == ("sekret", "study", "http://localhost:8765")
+    assert (back.admin_token, back.mode, back.base_url) == ("sekret-sekret-sekret", "study", "http://localhost:8765")
     assert json.loads(env[ENV_RUNS]) == list(back.runs)
 
 
@@ -53,8 +53,8 @@ def test_generated_admin_token_is_random(tmp_path, monkeypatch):
     a = cli.build(parse())[2].admin_token
     b = cli.build(parse())[2].admin_token
     assert a != b and len(a) >= 24
-    monkeypatch.setenv(cli.ENV_TOKEN_FALLBACK, "from-env")
-    assert cli.build(parse())[1][ENV_ADMIN_TOKEN] == "from-env"
+    monkeypatch.setenv(cli.ENV_TOKEN_FALLBACK, "from-env-from-env-from-env")
+    assert cli.build(parse())[1][ENV_ADMIN_TOKEN] == "from-env-from-env-from-env"
 
 
 def test_database_urls_pass_through():
