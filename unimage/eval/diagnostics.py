@@ -54,8 +54,10 @@ __all__ = [
     "FAMILY",
     "METRIC_OF_VIEW",
     "DiagRow",
+    "ImageBatch",
     "diagnose",
     "image_rows",
+    "plan_image_batch",
     "structure_rows",
     "text_rows",
     "training_image_sizes",
@@ -174,21 +176,42 @@ def _same_tokens(a: PackedBatch, b: PackedBatch | None) -> bool:
 # ------------------------------------------------------------------------------------------------ images
 
 
-def _with_timestep(segments: list[Segment], t: float) -> list[Segment]:
-    return [replace(s, timestep=t) if isinstance(s, NoisyVaeImage) else s for s in segments]
+@dataclass(frozen=True)
+class ImageBatch:
+    """The interleaved layout of one story with every keyframe's noisy block repeated once per fixed timestep.
+
+    A noisy block is hidden from every other token and takes no RoPE id of its own (``unimage.model.packing``), so
+    its copies see exactly the context the one training block sees and change nothing for any other token: one
+    forward gives the loss at every timestep (``tests/unimage/eval`` checks it against one forward per timestep).
+
+    Attributes:
+        batch: The packed batch (on the CPU).
+        noise: [Nl, Pl] ε: the same for every copy of a keyframe, drawn per (seed, story, shot), zero on clean tokens.
+        shots: Per noisy VAE image, in batch order, its shot position.
+        steps: Per noisy VAE image, the index of its timestep.
+        images: Per noisy VAE image, its index among the batch's VAE images.
+    """
+
+    batch: PackedBatch
+    noise: torch.Tensor
+    shots: list[int]
+    steps: list[int]
+    images: list[int]
 
 
-def image_rows(
+def plan_image_batch(
     director: Director,
     builder: SegmentBuilder,
     story: HeldOutStory,
     seed: int,
     timesteps: Sequence[float] = DEFAULT_TIMESTEPS,
-) -> list[DiagRow]:
-    """Image-loss rows (and the interleaved text CE) of one story: one forward per timestep."""
+) -> ImageBatch:
+    """Plan, encode (the checkpoint's own autoencoder, posterior seeded by (seed, story)) and pack one story."""
     if director.vae is None:
         raise ValueError(f"{director.source}: the checkpoint has no autoencoder (ae.safetensors); image rows need it")
-    model, vae, device = director.model, director.vae, director.device
+    if not timesteps:
+        raise ValueError("plan_image_batch needs at least one timestep")
+    vae, device = director.vae, director.device
     sample = InterleavedSample(story.story_id, story.text, story.script, story.keyframes)
     planned = builder.interleaved(sample, text_loss=True)
     generator = torch.Generator().manual_seed(stable_seed(seed, "diag-vae", story.story_id))
@@ -198,30 +221,48 @@ def image_rows(
 
     with torch.no_grad():
         latents = [t.float().cpu() for t in encode_groups(planned.vae_pixels, encode, device)]
-    segments = planned.to_model_segments(latents)
-    noisy_images: list[int] = []  # shot position of each VAE image that is a noisy target, in batch order
+    segments: list[Segment] = []
+    for seg in planned.to_model_segments(latents):
+        if isinstance(seg, NoisyVaeImage):
+            segments += [replace(seg, timestep=float(t)) for t in timesteps]
+        else:
+            segments.append(seg)
+    batch = pack([segments], director.model.config)
+    images = [int(i) for i in torch.nonzero(batch.vae_image_noisy).flatten()]
+    n_t = len(timesteps)
+    if len(images) != n_t * len(story.script.shots):  # pragma: no cover - one noisy keyframe per shot
+        raise AssertionError(f"story {story.story_id}: {len(images)} noisy images for {len(story.script.shots)} shots")
+    shots, steps = [k // n_t for k in range(len(images))], [k % n_t for k in range(len(images))]
+    noise = torch.zeros_like(batch.vae_latents)  # [Nl, Pl]
+    for image, shot in zip(images, shots):
+        rows = batch.vae_image_index == image
+        g = torch.Generator().manual_seed(stable_seed(seed, "diag-noise", story.story_id, shot))
+        noise[rows] = torch.randn(int(rows.sum()), noise.shape[1], generator=g)
+    return ImageBatch(batch, noise, shots, steps, images)
+
+
+def image_rows(
+    director: Director,
+    builder: SegmentBuilder,
+    story: HeldOutStory,
+    seed: int,
+    timesteps: Sequence[float] = DEFAULT_TIMESTEPS,
+) -> list[DiagRow]:
+    """Image-loss rows (and the interleaved text CE) of one story, from one forward (``ImageBatch``)."""
+    planned = plan_image_batch(director, builder, story, seed, timesteps)
+    batch, device = planned.batch, director.device
+    losses = token_losses(director.model, batch.to(device), noise=planned.noise.to(device))
+    text_bytes = sum(len(text.encode("utf-8")) for kind, text in script_blocks(story.script) if kind != "user")
+    rows = [DiagRow(story.story_id, "diag.icl_ce", float(losses.ce.double().sum()) / max(text_bytes, 1), False)]
+    # Every copy has the same tokens, so the mean over all noisy tokens is the mean over timesteps of each one's.
+    rows.append(DiagRow(story.story_id, "diag.img_mse", float(losses.mse.double().mean()), False))
     num = torch.zeros(len(REGIONS), dtype=torch.float64)
     den = torch.zeros(len(REGIONS), dtype=torch.float64)
-    mse_all: list[float] = []
-    rows: list[DiagRow] = []
-    for k, t in enumerate(timesteps):
-        batch = pack([_with_timestep(segments, float(t))], model.config).to(device)
-        flow = torch.Generator().manual_seed(stable_seed(seed, "diag-flow", story.story_id))  # same ε at every t
-        losses = token_losses(model, batch, flow)
-        if k == 0:
-            noisy_images = [int(i) for i in torch.nonzero(batch.vae_image_noisy.cpu()).flatten()]
-            if len(noisy_images) != len(story.script.shots):  # pragma: no cover - one noisy keyframe per shot
-                raise AssertionError(f"story {story.story_id}: {len(noisy_images)} noisy images")
-            text_bytes = sum(len(text.encode("utf-8")) for kind, text in script_blocks(story.script) if kind != "user")
-            icl = float(losses.ce.double().sum()) / max(text_bytes, 1)
-            rows.append(DiagRow(story.story_id, "diag.icl_ce", icl, False))
-        mse_all.append(float(losses.mse.double().mean()))
-        for shot, image in enumerate(noisy_images):
-            mse = losses.mse[losses.mse_image == image].double()  # [h·w] row-major
-            frac = token_fractions(region_masks(story.truth, shot), batch.vae_image_sizes[image]).double()
-            num += (frac * mse).sum(-1)
-            den += frac.sum(-1)
-    rows.append(DiagRow(story.story_id, "diag.img_mse", sum(mse_all) / len(mse_all), False))
+    for image, shot in zip(planned.images, planned.shots):
+        mse = losses.mse[losses.mse_image == image].double()  # [h·w] row-major
+        frac = token_fractions(region_masks(story.truth, shot), batch.vae_image_sizes[image]).double()
+        num += (frac * mse).sum(-1)
+        den += frac.sum(-1)
     for r, region in enumerate(REGIONS):
         if den[r] > 0:
             rows.append(DiagRow(story.story_id, f"diag.img_mse_{region}", float(num[r] / den[r]), False))

@@ -161,3 +161,30 @@ def test_training_image_sizes_from_the_run_config(tmp_path):
         "data:\n  images: {vae_max_size: 64, vae_min_size: 32, vit_max_size: 56, vit_min_size: 28}\n"
     )
     assert training_image_sizes(export) == ImageSizes(64, 32, 56, 28)
+
+
+@pytest.mark.parametrize("ckpt", ["tiny_ckpt", "tiny_ckpt_id"])
+def test_timestep_copies_equal_one_forward_per_timestep(ckpt, synth, request):
+    """The copies of a noisy block in one sequence give the losses of one training layout per timestep."""
+    from unimage.eval.diagnostics import plan_image_batch
+    from unimage.eval.losses import token_losses
+    from unimage.infer.director import Director
+
+    d = Director.from_pretrained(request.getfixturevalue(ckpt), device="cpu")
+    builder = SegmentBuilder(d.model.config, d.tokenizer, SIZES)
+    story = load_heldout(synth, max_stories=1)[0]
+    ts = (0.2, 0.6, 0.9)
+    joint = plan_image_batch(d, builder, story, seed=3, timesteps=ts)
+    got = token_losses(d.model, joint.batch, noise=joint.noise)
+    for k, t in enumerate(ts):
+        single = plan_image_batch(d, builder, story, seed=3, timesteps=(t,))
+        ref = token_losses(d.model, single.batch, noise=single.noise)
+        torch.testing.assert_close(got.ce, ref.ce, rtol=1e-5, atol=1e-5)  # text never sees a noisy block
+        for img, shot, step in zip(joint.images, joint.shots, joint.steps):
+            if step != k:
+                continue
+            ref_img = single.images[single.shots.index(shot)]
+            torch.testing.assert_close(
+                got.mse[got.mse_image == img], ref.mse[ref.mse_image == ref_img], rtol=1e-5, atol=1e-6
+            )
+    assert d.model.config.id_prompting == (ckpt == "tiny_ckpt_id")
