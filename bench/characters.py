@@ -12,12 +12,12 @@ chunk of stories); reference features are computed once per (story, encoder) and
 
 Official quirks are reproduced by default and corrected by ``fixes`` (:mod:`bench.quirks`): Era A's
 ``gpt_eval.py`` matcher and crops (``gpt-eval-matching``, ``gpt-eval-crops``), top-k before dropping empty boxes
-(``drop-empty-boxes-first``), CIDS references read as ``**/*.jpg`` only (``cids-all-ref-formats``).
+(``drop-empty-boxes-first``), CIDS references read as ``**/*.jpg`` only (``cids-all-ref-formats``), and the
+Eras A/B feature-row shift when some crops have no face (``align-face-rows``).
 
-Deviations from the official code, on purpose: a crop with no face keeps its row (invalid) instead of being
-dropped, so feature row k always belongs to box k (the Era A/B misalignment bug is not reproduced); each
-character's similarity row uses its own encoder (the official greedy loop uses the encoder of the character being
-matched for every row, identical whenever a story's characters share a tag, which ViStoryBench's do).
+Deviation from the official code, on purpose: each character's similarity row uses its own encoder in the
+aligned case (the official greedy loop uses the encoder of the character being matched for every row, identical
+whenever a story's characters share a tag, which ViStoryBench's do).
 """
 
 from __future__ import annotations
@@ -235,6 +235,8 @@ class CharacterMatcher:
             sim, valid = torch.stack(rows), torch.stack(valids)  # [E, N]
             if self.era == "C" and profile == "cids":
                 boxes = hungarian_match(sim, valid)
+            elif profile == "cids" and "align-face-rows" not in self.fixes and not bool(valid.all()):
+                boxes = _packed_rows_greedy(keys, sm.features, results[si].refs)
             elif self._gpt_eval(profile) and "gpt-eval-matching" not in self.fixes:
                 boxes = greedy_match_gpt_eval(sim, keys)
             else:
@@ -244,6 +246,29 @@ class CharacterMatcher:
                     sm.matched[key] = box
                     sm.scores[key] = float(row[box])
         return results
+
+
+def _packed_rows_greedy(
+    keys: Sequence[str], features: dict[str, IdentityFeatures], refs: dict[str, IdentityFeatures]
+) -> list[int | None]:
+    """Eras A/B CIDS greedy as the official code runs it when some crops have no face (quirk ``align-face-rows``).
+
+    The official ``get_char_feat`` drops crops without a feature, so for character ``c`` its similarity rows (its own
+    and, for the conflict test, every other listed character's, all from ``c``'s features) are indexed by position
+    among the crops *with* a face, while the chosen index is then used to take a crop from the full crop list: the
+    crop taken is not the one that was scored. Similarities across different encoders are 0 (the ensemble rule).
+    """
+    out: list[int | None] = []
+    for ci, key in enumerate(keys):
+        feats = features[key]
+        kept = [i for i, v in enumerate(feats.any_valid.tolist()) if v]
+        if not kept:
+            out.append(None)
+            continue
+        packed = feats.select(kept)
+        sim = torch.stack([identity_similarity(packed, refs[k]).max(dim=1).values for k in keys])  # [E, len(kept)]
+        out.append(greedy_match(sim)[ci])  # an index into the full crop list, as officially
+    return out
 
 
 def _shot(story: Story, index: int) -> Shot:

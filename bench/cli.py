@@ -21,6 +21,7 @@ QUIRK_NAMES = (
     "gpt-eval-matching",
     "gpt-eval-crops",
     "drop-empty-boxes-first",
+    "align-face-rows",
     "unrounded-story-means",
     "occm-empty-story-nan",
     "cids-all-ref-formats",

@@ -65,6 +65,15 @@ QUIRKS: dict[str, Quirk] = {
             "bench/content/cids.py, cids_evaluator.py",
         ),
         Quirk(
+            "align-face-rows",
+            ("A", "B"),
+            "CIDS matching when some crops have no face: the feature list drops them, so similarity row k is the "
+            "k-th crop with a face, but crop k of the full list is taken (and a matched crop without a face is "
+            "left out of the character's crops)",
+            "rows stay aligned with boxes; crops without a face are never matched",
+            "bench/content/cids.py, cids_evaluator.py (get_char_feat)",
+        ),
+        Quirk(
             "unrounded-story-means",
             ("B", "C"),
             "per-story CIDS means (cids_self_mean, cids_cross_mean) rounded to 4 decimals before the dataset mean",

@@ -6,8 +6,8 @@ The reference below restates, from the official code's behaviour (ViStoryBench a
 beyond reading the world. `evaluate()` goes through files, the scripted detector and encoders, the readers, the
 matchers and the aggregation. Each era is checked as official (the default) and with every fix switched on.
 
-Known deviation not restated here (documented in `bench/characters.py`): the official Eras A/B drop no-face crops
-from the feature list, misaligning feature rows and boxes; we keep rows aligned.
+Restated too: the Eras A/B feature-row shift when some crops have no face (quirk ``align-face-rows``). Not
+restated: stories mixing tags (different encoders in one shot), where we deliberately differ (README).
 """
 
 from __future__ import annotations
@@ -132,6 +132,24 @@ def greedy_official(S: list[list[float | None]]) -> list[int | None]:
     return out
 
 
+def packed_rows(story, keys, F, refs, ref) -> list[int | None]:
+    """Eras A/B when crops lack a face: character c's rows cover only the crops with a face (c's encoder), and
+    the winning position is then used as an index into the full crop list."""
+    picks: list[int | None] = []
+    for c, k in enumerate(keys):
+        kept = [f for f in F[c] if f is not None]
+        if not kept:
+            picks.append(None)
+            continue
+        enc = ref.encoder(story, k, "cids")
+        S = [
+            similarity(kept, refs[o]) if ref.encoder(story, o, "cids") == enc else [0.0] * len(kept)  # type: ignore[arg-type]
+            for o in keys
+        ]
+        picks.append(greedy_official(S)[c])
+    return picks
+
+
 def greedy_gpt_eval(S: list[list[float]]) -> list[int | None]:
     """gpt_eval.py: argmax of the shrinking list; the conflict test reads the other rows at that list position."""
     out: list[int | None] = []
@@ -178,9 +196,14 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
                     feats = [ref.feat(b.obj, enc) for b in cands]
                     S.append(similarity(feats, refs[k]))
                     F.append(feats)
-                picks = hungarian(S) if era == "C" else greedy_official(S)
+                if era == "C":
+                    picks = hungarian(S)
+                elif "align-face-rows" in fixes or all(f is not None for feats in F for f in feats):
+                    picks = greedy_official(S)
+                else:
+                    picks = packed_rows(story, shot.keys, F, refs, ref)
                 for k, feats, p in zip(shot.keys, F, picks):
-                    if p is not None:
+                    if p is not None and feats[p] is not None:  # a matched crop without a face is dropped from G
                         crops[k].append(feats[p])  # type: ignore[arg-type]
             else:
                 picks = [None] * E

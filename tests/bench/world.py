@@ -167,8 +167,13 @@ def draw(image_id: int, boxes: list[Box]) -> Image.Image:
     return im
 
 
-def random_world(seed: int, n_stories: int = 6, era: str = "A", tags: Sequence[str] | None = None) -> World:
-    """Draw a world. Era A worlds have every shot file (positional pairing); B/C worlds miss some."""
+def random_world(
+    seed: int, n_stories: int = 6, era: str = "A", tags: Sequence[str] | None = None, mixed_tags: float = 0.25
+) -> World:
+    """Draw a world. Era A worlds have every shot file (positional pairing); B/C worlds miss some.
+
+    ``mixed_tags`` is the share of stories whose characters have different tags (ViStoryBench has none).
+    """
     rng = np.random.default_rng(seed)
     world = World()
     tag_pool = list(tags or ("realistic_human", "unrealistic_human", "non_human"))
@@ -176,7 +181,7 @@ def random_world(seed: int, n_stories: int = 6, era: str = "A", tags: Sequence[s
         sid = f"{s:02d}"
         n_chars = int(rng.integers(1, 5))
         story_tag = tag_pool[int(rng.integers(len(tag_pool)))]
-        mixed = rng.random() < 0.25
+        mixed = rng.random() < mixed_tags
         chars: dict[str, Char] = {}
         base: dict[str, np.ndarray] = {}
         for c in range(n_chars):
