@@ -168,11 +168,17 @@ def draw(image_id: int, boxes: list[Box]) -> Image.Image:
 
 
 def random_world(
-    seed: int, n_stories: int = 6, era: str = "A", tags: Sequence[str] | None = None, mixed_tags: float = 0.25
+    seed: int,
+    n_stories: int = 6,
+    era: str = "A",
+    tags: Sequence[str] | None = None,
+    mixed_tags: float = 0.25,
+    degenerate: float = 0.15,
 ) -> World:
     """Draw a world. Era A worlds have every shot file (positional pairing); B/C worlds miss some.
 
-    ``mixed_tags`` is the share of stories whose characters have different tags (ViStoryBench has none).
+    ``mixed_tags`` is the share of stories whose characters have different tags (ViStoryBench has none);
+    ``degenerate`` the chance that an image gets a sub-pixel box with a high score.
     """
     rng = np.random.default_rng(seed)
     world = World()
@@ -202,7 +208,7 @@ def random_world(
                     objs.append(world.new_obj(unit(rng.normal(size=DIM)), unit(rng.normal(size=DIM))))
                     widths.append(0.4)
                 boxes = _boxes(rng, objs, widths)
-                if rng.random() < 0.15:
+                if rng.random() < degenerate:
                     boxes.append(_degenerate(rng))
                 rng.shuffle(boxes)  # type: ignore[arg-type]
                 refs.append(Ref(f"{r:02d}.{ext}", world.new_image(boxes), main))
@@ -225,7 +231,7 @@ def random_world(
             for _ in range(int(rng.integers(0, 3))):
                 objs.append(world.new_obj(unit(rng.normal(size=DIM)), unit(rng.normal(size=DIM))))
             boxes = _boxes(rng, objs) if objs else []
-            if rng.random() < 0.15:
+            if rng.random() < degenerate:
                 boxes.append(_degenerate(rng))
             rng.shuffle(boxes)  # type: ignore[arg-type]
             missing = era != "A" and rng.random() < 0.1
