@@ -95,7 +95,8 @@ def _fsdp(r: dict[str, Any]) -> list[str]:
     return [
         f"{r.get('world_size')} process(es), {r.get('backend')}, {r.get('layers')} layers, {r.get('fsdp_units')} FSDP "
         f"units, {r.get('precision')}",
-        f"- losses: continuous {r['continuous']['losses']}, resumed after step 1: {r['resumed']['losses']}",
+        f"- losses: continuous {r['continuous'].get('losses')}, resumed after step 1: "
+        f"{r.get('resumed', {}).get('losses')}",
         f"- sharded checkpoint: {ck.get('shard_files')} shard file(s), {_fmt(ck.get('bytes'))} bytes, "
         f"saved in {_fmt(ck.get('save_s'))} s",
     ]

@@ -69,7 +69,8 @@ def _scaled(boxes: dict[str, float], factor: float) -> dict[str, float]:
     return {k: v * factor for k, v in boxes.items()}
 
 
-_BOXES_7B = {"parity": 100.0, "train": 130.0, "inference": 130.0, "fsdp": 90.0}
+# FSDP gets room for writing and reading back its 5.6 GB sharded checkpoint on a disk of unknown speed.
+_BOXES_7B = {"parity": 90.0, "train": 120.0, "inference": 130.0, "fsdp": 110.0}
 # Upper bounds, not targets (the tiny run takes about 20 s of CPU): wide enough for a loaded CI machine, where the
 # first flex call alone (torch's compile stack importing) took 9 s.
 _BOXES_TINY = {"parity": 60.0, "train": 40.0, "inference": 40.0, "fsdp": 90.0}

@@ -132,3 +132,24 @@ def test_a_forced_backend_that_cannot_run_here_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--out", str(tmp_path), "--device", "cpu", "--backend", "flash"])
     assert exc.value.code == 2 and "needs CUDA and the flash-attn package" in capsys.readouterr().err
+
+
+def test_summary_renders_any_partial_record(tiny_run):
+    """The watchdog may write the record mid-step: every prefix of a step's results must still render."""
+    import copy
+
+    from unimage.gpucheck.report import summary_markdown
+
+    doc = tiny_run[1]
+    for name, step in doc["steps"].items():
+        keys = list(step["results"])
+        for n in range(len(keys) + 1):
+            partial = copy.deepcopy(doc)
+            partial["steps"][name]["results"] = {k: step["results"][k] for k in keys[:n]}
+            partial["steps"][name]["status"] = "timeout"
+            partial["steps"][name]["reason"] = "watchdog: the run's budget (140 s) ran out here"
+            md = summary_markdown(partial)
+            assert f"| {name}: {step['title']} | timeout (watchdog" in md
+    failed = copy.deepcopy(doc)
+    failed["steps"]["train"]["checks"][0].update(value=2.0, limit=1.0, passed=False)
+    assert "failed checks: loss_rel_diff_ac_on_vs_off = 2 > 1" in summary_markdown(failed)
