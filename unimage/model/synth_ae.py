@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -306,8 +306,15 @@ def _check_images(images: Sequence[Tensor], config: SynthAEConfig, what: str) ->
             raise ValueError(f"{what}: image {i} has non-finite pixels")
 
 
-def fit_synth_ae(images: Sequence[Tensor], config: SynthAEConfig | None = None) -> SynthAE:
+def fit_synth_ae(
+    images: Sequence[Tensor], config: SynthAEConfig | None = None, scaling: Literal["channel", "global"] = "channel"
+) -> SynthAE:
     """Fit the patch PCA on ``images`` (each [3, H, W] in [-1, 1]; sizes may differ).
+
+    ``scaling="channel"`` (the default) divides each component by its own standard deviation, so every latent channel
+    has variance 1 (the flow's MSE then weighs every component alike); ``"global"`` divides all of them by one number,
+    the root-mean-square standard deviation, so the latent has variance 1 on average over channels and the leading
+    components keep their larger share (an alternative measured against the default, see the issue-11 notes).
 
     Computed in float64 in a fixed order (mean, then the centred covariance summed image by image) on ONE intra-op
     thread (BLAS reductions and LAPACK's eigensolver split work differently with more threads; measured: 2 threads
@@ -323,12 +330,12 @@ def fit_synth_ae(images: Sequence[Tensor], config: SynthAEConfig | None = None) 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(images, config)
+        return _fit(images, config, scaling)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(images: Sequence[Tensor], config: SynthAEConfig) -> SynthAE:
+def _fit(images: Sequence[Tensor], config: SynthAEConfig, scaling: str) -> SynthAE:
     p, P, Z = config.patch_size, config.patch_dim, config.z_channels
     n = sum((im.shape[1] // p) * (im.shape[2] // p) for im in images)
     if n < Z:
@@ -348,7 +355,9 @@ def _fit(images: Sequence[Tensor], config: SynthAEConfig) -> SynthAE:
     rows = torch.arange(Z)
     signs = torch.sign(evecs[rows, evecs.abs().argmax(1)])
     evecs = evecs * signs[:, None]
-    std = evals.sqrt()
+    if scaling not in ("channel", "global"):
+        raise ValueError(f"fit_synth_ae: scaling={scaling!r}; choose 'channel' or 'global'")
+    std = evals.sqrt() if scaling == "channel" else evals.mean().sqrt().expand(Z).clone()
     std = std.clamp_min(max(float(std[0]) * 1e-6, 1e-12))
     ae = SynthAE(config)
     c = config.in_channels
@@ -361,7 +370,7 @@ def _fit(images: Sequence[Tensor], config: SynthAEConfig) -> SynthAE:
         source="fit_synth_ae",
     )
     kept = float(evals.sum() / all_evals.sum().clamp_min(1e-30))
-    ae.fit_info = {"num_fit_images": len(images), "num_fit_patches": n, "variance_kept": kept}
+    ae.fit_info = {"num_fit_images": len(images), "num_fit_patches": n, "variance_kept": kept, "scaling": scaling}
     return ae.eval()
 
 

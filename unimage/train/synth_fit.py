@@ -12,7 +12,7 @@ The fit is saved in ``<root>/synth_ae/`` (``synth_ae.safetensors`` + ``fit.json`
 ``default_root_dir``, i.e. the run directory) and a later call with the same root reuses it instead of fitting again:
 a resumed run keeps the autoencoder it started with (the Lightning checkpoint holds the same weights too). If the
 keyframes changed (another pixel fingerprint) and the run has no ``checkpoints/last.ckpt`` yet, the fit is redone.
-The fit record (image counts, held-out / fit PSNR, seconds, fingerprint) is also logged as hyper-parameters
+The fit record (image counts, held-out / fit PSNR, seconds, fingerprint) is also printed, logged as hyper-parameters
 (``logs/csv/hparams.yaml``, TensorBoard) and written into the exported ``config.json``.
 
 Without a trainer (``export_checkpoint`` rebuilding a module from a Lightning checkpoint) the synth autoencoder is
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from unimage.data.atomic import atomic_write_text
@@ -170,11 +171,13 @@ def training_autoencoder(config: ModelConfig, trainer: Any | None) -> Autoencode
         )
     root = Path(trainer.default_root_dir)
     directory = root / FIT_DIR
+    start = time.perf_counter()
     keyframes = training_keyframes(manifests, sizes, config)
+    load_seconds = round(time.perf_counter() - start, 3)
     saved = _load_saved(directory, config)
     if saved is not None:
         if saved.fit_info.get("fingerprint") == keyframes.fingerprint:
-            logger.info("synth autoencoder: reusing the fit in %s", directory)
+            rank_zero_info(f"synth autoencoder: reusing the fit in {directory}")
             return saved.eval()
         if (root / "checkpoints" / "last.ckpt").exists():
             logger.warning(
@@ -185,18 +188,14 @@ def training_autoencoder(config: ModelConfig, trainer: Any | None) -> Autoencode
             )
             return saved.eval()
     ae = fit_on_keyframes(keyframes, config)
+    ae.fit_info["load_seconds"] = load_seconds
     info = ae.fit_info
-    logger.info(
-        "synth autoencoder: %d×%d patches → %d channels fitted on %d keyframes in %.2f s; held-out PSNR %s dB on %d "
-        "keyframes (fit set %.2f dB)",
-        config.synth_ae.patch_size,
-        config.synth_ae.patch_size,
-        config.synth_ae.z_channels,
-        info["num_fit_images"],
-        info["fit_seconds"],
-        info["heldout_psnr_db"],
-        info["num_heldout_images"],
-        info["fit_psnr_db"],
+    p = config.synth_ae.patch_size
+    rank_zero_info(
+        f"synth autoencoder: {p}x{p} patches -> {config.synth_ae.z_channels} channels fitted on "
+        f"{info['num_fit_images']} keyframes in {info['fit_seconds']:.2f} s (loading them: {load_seconds:.2f} s); "
+        f"held-out PSNR {info['heldout_psnr_db']} dB on {info['num_heldout_images']} keyframes "
+        f"(fit set {info['fit_psnr_db']:.2f} dB); saved in {directory}"
     )
     if getattr(trainer, "is_global_zero", True):
         directory.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,22 @@ def test_round_trip_on_synthstory_keyframes_and_unit_latents(synth_keyframes) ->
     assert ae.fit_info["num_fit_images"] == len(kf.fit) and 0.9 < ae.fit_info["variance_kept"] <= 1.0
 
 
+def test_global_scaling_keeps_the_reconstruction_and_unit_mean_variance(synth_keyframes) -> None:
+    """``scaling="global"`` divides every component by one number (the RMS std): the same reconstruction, channel
+    variances that average 1 and keep the PCA's order."""
+    cfg = get_config("tiny-synth").synth_ae
+    per_channel = fit_synth_ae(synth_keyframes.fit[:48], cfg)
+    one = fit_synth_ae(synth_keyframes.fit[:48], cfg, scaling="global")
+    assert torch.equal(one.basis, per_channel.basis) and bool((one.scale == one.scale[0]).all())
+    x = torch.stack(synth_keyframes.fit[:48])
+    assert torch.allclose(one.decode(one.encode(x)), per_channel.decode(per_channel.encode(x)), atol=1e-4)
+    var = one.encode(x).double().var((0, 2, 3), unbiased=False)
+    assert float(var.mean()) == pytest.approx(1.0, abs=1e-3) and bool((var[:-1] >= var[1:] - 1e-6).all())
+    assert one.fit_info["scaling"] == "global"
+    with pytest.raises(ValueError, match="scaling='whiten'"):
+        fit_synth_ae(synth_keyframes.fit[:4], cfg, scaling="whiten")  # type: ignore[arg-type]
+
+
 def test_fit_is_deterministic_across_calls_and_thread_counts(synth_keyframes) -> None:
     cfg = get_config("tiny-synth").synth_ae
     before = torch.get_num_threads()
