@@ -34,8 +34,8 @@ def controls_dir(root: Path) -> Path:
     return root / "controls"
 
 
-def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, progress: bool = False) -> Path | None:
-    """Write the controls of ``sweep`` (module docstring); returns the folder, or None when there is nothing to do.
+def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, progress: bool = False) -> bool:
+    """Write the controls of ``sweep`` (module docstring); returns False when they were already done (same hash).
 
     Args:
         sweep: the sweep (its ``controls`` list).
@@ -51,7 +51,7 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
     from unimage.data.synthstory import GT_OUTPUT_RUN, encode_image, story_specs
 
     if not sweep.controls:
-        return None
+        return False
     unknown = [c for c in sweep.controls if c not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"{sweep.path}: controls: unknown corruption(s) {unknown}; choose from {sorted(CORRUPTIONS)}")
@@ -61,7 +61,7 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
     digest = config_hash({"controls": sweep.controls, "evaluate": ev, "data": synth, "version": 1})
     status = out / "status.json"
     if status.is_file() and json.loads(status.read_text(encoding="utf-8")).get("hash") == digest:
-        return out
+        return False
     for key in ("train_shots", "text_shots", "eval_shots"):
         if key in synth:
             synth[key] = tuple(synth[key])
@@ -127,7 +127,7 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
         ],
     )
     atomic_write_json(status, {"hash": digest, "controls": sweep.controls})
-    return out
+    return True
 
 
 def _fmt(value: float | None) -> str:

@@ -214,9 +214,12 @@ def _controls(sweep: SweepSpec, root: Path, say: Callable[[str], None], results:
     t0 = time.perf_counter()
     res = ArmResult("controls")
     try:
-        run_controls(sweep, root, ref, data)
-        res.ran.append("controls")
-        say(f"[{sweep.name}] controls: {', '.join(sweep.controls)} scored in {time.perf_counter() - t0:.1f} s")
+        if run_controls(sweep, root, ref, data):
+            res.ran.append("controls")
+            say(f"[{sweep.name}] controls: {', '.join(sweep.controls)} scored in {time.perf_counter() - t0:.1f} s")
+        else:
+            res.skipped.append("controls")
+            say(f"[{sweep.name}] controls: done (same settings), skipped")
     except Exception as e:
         res.failed, res.error = "controls", f"{type(e).__name__}: {e}"
         say(f"[{sweep.name}] controls: FAILED: {res.error}\n{traceback.format_exc(limit=6)}")

@@ -172,7 +172,8 @@ def test_parallel_arms_give_the_rows_of_a_serial_run_and_controls_are_scored(tmp
     rows = list(csv.DictReader((tmp_path / "b/par/controls/controls_long.csv").open()))
     oracle = [r for r in rows if r["family"] == "oracle" and r["clean"]]
     assert oracle and all(float(r["clean"]) == 1.0 for r in oracle)
-    assert all(float(r["corrupted"]) == 0.0 for r in oracle if r["corruption"] == "noise")
+    noise = [r for r in oracle if r["corruption"] == "noise"]
+    assert noise and all(float(r["corrupted"]) == 0.0 for r in noise)
     assert {r["corruption"] for r in rows} == {"identity_swap", "noise"}
     expected = list(csv.DictReader((tmp_path / "b/par/controls/expected.csv").open()))
     assert {"identity_swap", "noise"} == {r["corruption"] for r in expected}
@@ -180,5 +181,6 @@ def test_parallel_arms_give_the_rows_of_a_serial_run_and_controls_are_scored(tmp
     # a rerun does nothing: every stage skipped, controls reused by hash
     mtime = (tmp_path / "b/par/controls/controls_long.csv").stat().st_mtime_ns
     again = run_sweep(load_sweep(path), runs=tmp_path / "b", progress=False, log=lambda m: None, jobs=2)
-    assert again.ok and all(not a.ran or a.arm == "controls" for a in again.arms)
+    assert again.ok and all(not a.ran for a in again.arms), again.arms
+    assert again.arms[-1].arm == "controls" and again.arms[-1].skipped == ["controls"]
     assert (tmp_path / "b/par/controls/controls_long.csv").stat().st_mtime_ns == mtime

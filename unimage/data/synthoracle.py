@@ -48,7 +48,7 @@ METRICS: tuple[str, ...] = ("identity_acc", "head_acc", "consistency", "count_ac
 #: A pixel farther than this (RGB Euclidean) from every palette colour is "unknown".
 MAX_DIST = 80.0
 #: A region's majority colour must cover at least this share of the region.
-MIN_SHARE = 0.15
+MIN_SHARE = 0.3
 #: A body colour counts as a figure in the frame when it covers at least this fraction of the frame.
 MIN_FIGURE_FRAC = 0.004
 
@@ -111,9 +111,11 @@ def _box_regions(box: Sequence[int], accessory: str, w: int, h: int) -> tuple[tu
     bh = y1 - y0
     neck = y0 + round(NECK * bh)
     head_top = y0 + (round(HEADWEAR_H * bh) if accessory in HEADWEAR else 0)
-    # the head is centred and about as wide as it is tall: its middle half of the box width
-    hx0, hx1 = x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4
-    return (slice(head_top, neck), slice(hx0, max(hx1, hx0 + 1))), (slice(neck, y1), slice(x0, x1))
+    # the head's own box, as drawn: centred, as wide as it is tall (at most the box width)
+    hh = max(3, neck - head_top)
+    hw = min(hh, x1 - x0)
+    hx0 = max(0, round((x0 + x1 - 1) / 2 - (hw - 1) / 2))
+    return (slice(head_top, head_top + hh), slice(hx0, hx0 + hw)), (slice(neck, y1), slice(x0, x1))
 
 
 def score_story(gt: Mapping[str, Any], images: Mapping[int, np.ndarray | None]) -> StoryScore:

@@ -24,7 +24,7 @@ def _score(story, images):
     return score_story(ground_truth(story), {k: np.asarray(v) for k, v in images.items()})
 
 
-@pytest.mark.parametrize("size", [64, 96, 128])
+@pytest.mark.parametrize("size", [32, 48, 64, 128])
 def test_ground_truth_keyframes_score_one_on_every_metric(size):
     for story in _stories(12, size):
         score = _score(story, {s.index: render_shot(story, s) for s in story.shots})
