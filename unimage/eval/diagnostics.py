@@ -17,9 +17,10 @@ family ``diag``). Metrics (all prefixed ``diag.``):
   ``struct_write_<check>`` on a script ``write`` writes from the story's prompt.
 
 Everything runs through the training code: ``SegmentBuilder`` plans the samples, ``pack`` packs them, the
-checkpoint's own VAE encodes the keyframes, and ``token_losses`` is ``UniMAGE.forward``'s loss per token. Random draws
-(VAE posterior samples, noise, the extension cut) are seeded by (seed, story), so two runs on the same checkpoint
-give identical rows, and two checkpoints are compared on the same noise.
+checkpoint's own autoencoder encodes the keyframes, and ``token_losses`` is ``UniMAGE.forward``'s loss per token.
+Random draws (VAE posterior samples, the extension cut, the flow noise of each keyframe) are seeded by (seed, story,
+shot), so two runs on the same checkpoint give identical rows, and checkpoints with the same latent shapes are
+compared on the same noise: give every arm and training seed the same ``seed`` here.
 """
 
 from __future__ import annotations

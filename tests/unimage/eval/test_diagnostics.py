@@ -188,3 +188,13 @@ def test_timestep_copies_equal_one_forward_per_timestep(ckpt, synth, request):
                 got.mse[got.mse_image == img], ref.mse[ref.mse_image == ref_img], rtol=1e-5, atol=1e-6
             )
     assert d.model.config.id_prompting == (ckpt == "tiny_ckpt_id")
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers(tiny_ckpt_id, synth):
+    kw = {"max_stories": 1, "structure": ()}
+    cpu = {r.metric: r.value for r in diagnose(tiny_ckpt_id, synth, device="cpu", **kw)}
+    cuda = {r.metric: r.value for r in diagnose(tiny_ckpt_id, synth, device="cuda", **kw)}
+    assert cuda.keys() == cpu.keys()
+    for metric, value in cpu.items():
+        assert cuda[metric] == pytest.approx(value, rel=1e-3, abs=1e-4), metric
