@@ -24,7 +24,7 @@ def run(dataset: Path, outputs: Path, out: Path, metrics=("csd", "cids", "occm",
 
 
 def find(issues: dict, code: str) -> list[dict]:
-    return [i for i in issues["issues"] if i["code"] == code]
+    return [i for i in issues["issues"] if i.get("code", i.get("kind")) == code]
 
 
 def edit_story(dataset: Path, sid: str, fn) -> None:
@@ -84,24 +84,34 @@ def test_symlinks_out_of_the_tree_are_not_followed(bench_data, tmp_path):
     assert not report.failed
 
 
-def test_unknown_characters_duplicate_and_absurd_indexes(bench_data, tmp_path):
+def test_unknown_character_in_characters_appearing(bench_data, tmp_path):
     dataset, outputs = bench_data
-
-    def hostile(data):
-        shots = data["Shots"]
-        shots[0]["Characters Appearing"]["en"].append("Mallory")
-        shots.append(dict(shots[1]))  # index 2 again
-        shots.append({**shots[2], "index": 10**9})
-        shots.append({**shots[2], "index": -3})
-
-    edit_story(dataset, "01", hostile)
+    edit_story(dataset, "01", lambda d: d["Shots"][0]["Characters Appearing"]["en"].append("Mallory"))
     report, issues = run(dataset, outputs, tmp_path / "o", metrics=("occm", "cids"))
     (unknown,) = find(issues, "unknown_character")
     assert (unknown["story"], unknown["shot"]) == ("01", 1) and "Mallory" in unknown["detail"]
-    assert unknown["path"].endswith("01/story.json")
+    assert unknown["path"].endswith("01/story.json") and not report.failed
+    occm = [json.loads(x) for x in (tmp_path / "o" / "metrics" / "occm" / "items.jsonl").read_text().splitlines()]
+    assert next(i for i in occm if (i["story_id"], i["shot"]) == ("01", 1))["expected"] == 2  # counts in E
+
+
+def test_duplicate_shot_index(bench_data, tmp_path):
+    dataset, outputs = bench_data
+    edit_story(dataset, "01", lambda d: d["Shots"].append(dict(d["Shots"][1])))  # index 2 again
+    report, issues = run(dataset, outputs, tmp_path / "o", metrics=("occm",))
     (dup,) = find(issues, "duplicate_shot_index")
-    assert (dup["story"], dup["shot"]) == ("01", 2)
-    assert {i["shot"] for i in find(issues, "absurd_shot_index")} == {10**9, -3}
+    assert (dup["story"], dup["shot"]) == ("01", 2) and report.row["issue_counts"]["duplicate_shot_index"] == 1
+    occm = json.loads((tmp_path / "o" / "metrics" / "occm" / "story_results.json").read_text())
+    assert occm["01"]["details"]["n_shots"] == 4  # the later duplicate is dropped
+
+
+def test_absurd_shot_indexes(bench_data, tmp_path):
+    dataset, outputs = bench_data
+    edit_story(
+        dataset, "01", lambda d: d["Shots"].extend([{**d["Shots"][2], "index": 10**9}, {**d["Shots"][2], "index": -3}])
+    )
+    report, issues = run(dataset, outputs, tmp_path / "o", metrics=("occm",))
+    assert {(i["story"], i["shot"]) for i in find(issues, "absurd_shot_index")} == {("01", 10**9), ("01", -3)}
     assert report.row["issue_counts"]["absurd_shot_index"] == 2 and not report.failed
     occm = json.loads((tmp_path / "o" / "metrics" / "occm" / "story_results.json").read_text())
-    assert occm["01"]["details"]["n_shots"] == 4 + 2  # the duplicate dropped; the absurd ones kept (no image)
+    assert occm["01"]["details"]["n_shots"] == 6  # kept (Era A pairs by position: they get no image)
