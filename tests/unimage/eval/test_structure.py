@@ -91,3 +91,18 @@ def test_name_only_global_entries():
     assert declared_name("character", "Pip.") == "Pip"
     text = GOOD.replace("Pip, a small figure with a round peach head and a boxy teal body.", "Pip.")
     assert _rates(text)["names"] == 1.0
+
+
+def test_structure_rows_of_the_director(director, synth):
+    """Director output (random weights) parses by construction; its frames do not follow the template."""
+    from unimage.eval.diagnostics import structure_rows
+
+    story = load_heldout(synth, max_stories=1, with_images=False)[0]
+    d = director.with_config(max_characters=1, max_environments=1, max_entry_tokens=8)
+    rows = {r.metric: r.value for r in structure_rows(d, story, modes=("continue", "write"))}
+    assert rows["diag.struct_parse"] == 1.0 and rows["diag.struct_write_parse"] == 1.0
+    assert rows["diag.struct_frame"] == 0.0 and rows["diag.struct_valid"] == 0.0
+    assert "diag.struct_cast" not in rows  # a continuation cannot change the cast
+    assert all(0.0 <= v <= 1.0 for v in rows.values())
+    with pytest.raises(ValueError, match="unknown structure mode"):
+        structure_rows(d, story, modes=("render",))
