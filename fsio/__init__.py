@@ -5,6 +5,7 @@ import ``unimage``) can use it too.
 """
 
 from fsio.atomic import (
+    atomic_path,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -14,6 +15,7 @@ from fsio.atomic import (
 )
 
 __all__ = [
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",

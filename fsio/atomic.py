@@ -26,6 +26,7 @@ from typing import IO, Any, Literal
 
 __all__ = [
     "STALE_AFTER_S",
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -91,6 +92,35 @@ def atomic_writer(
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
+    """A temporary sibling *path* of ``path`` for writers that want a file name (``safetensors.save_file``,
+    ``shutil.copyfile``); on a clean exit the file written there replaces ``path`` (fsync'd as in `atomic_writer`),
+    on an error it is removed.
+
+    Yields:
+        The temporary path (not yet created).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(target.parent, target=target.name)
+    tmp = _temp_name(target)
+    try:
+        yield tmp
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

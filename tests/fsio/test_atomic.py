@@ -126,3 +126,17 @@ def test_fsio_imports_nothing_of_the_project() -> None:
     code = "import sys, fsio; print(sorted(m for m in sys.modules if m.split('.')[0] in {'unimage','bench','ablations','reports','dashboard','torch'}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_atomic_path_for_writers_that_want_a_file_name(tmp_path: Path) -> None:
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"old")
+    with fsio.atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".w.safetensors.") and not tmp.exists()
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"  # nothing visible before the block ends
+    assert target.read_bytes() == b"new" and _temps(tmp_path) == []
+    with pytest.raises(OSError), fsio.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert target.read_bytes() == b"new" and _temps(tmp_path) == []

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+import fsio
 from unimage.model.config import LLMConfig, ModelConfig, SpecialTokens, get_config
 from unimage.model.synth_ae import SYNTH_AE_FILE, SynthAE, infer_synth_ae_config
 from unimage.model.vae import Autoencoder, FluxVAE, VAEConfig
@@ -606,9 +606,8 @@ def _check_tokens(config: ModelConfig, tokenizer: ScriptTokenizer, directory: Pa
 def _save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with fsio.atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def save_bagel_dir(
@@ -655,9 +654,7 @@ def save_bagel_dir(
         top["synth_ae_config"] = config.synth_ae.to_json_dict()
         if isinstance(vae, SynthAE):
             top["synth_ae_config"]["fit"] = vae.fit_info
-    tmp = directory / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(top, indent=2, sort_keys=True) + "\n")
-    tmp.replace(directory / CONFIG_FILE)
+    fsio.atomic_write_text(directory / CONFIG_FILE, json.dumps(top, indent=2, sort_keys=True) + "\n")
     if isinstance(vae, SynthAE):
         if vae.config != config.synth_ae:
             raise ValueError(f"vae.config {vae.config} differs from model.config.synth_ae {config.synth_ae}")
@@ -676,8 +673,8 @@ def save_bagel_dir(
             raise FileNotFoundError(f"{src}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
         for name in copied:
             if (src / name).resolve() != (directory / name).resolve():
-                shutil.copyfile(src / name, directory / (name + ".tmp"))
-                os.replace(directory / (name + ".tmp"), directory / name)
+                with fsio.atomic_path(directory / name) as tmp:
+                    shutil.copyfile(src / name, tmp)
     return directory
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import fsio
 from unimage.model.synth_ae import SynthAEConfig
 from unimage.model.vae import VAE_SIZES, VAEConfig
 from unimage.model.vit import VIT_SIZES, ViTConfig
@@ -45,9 +46,7 @@ AutoencoderKind = Literal["flux", "synth"]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    fsio.atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _read_json(path: str | Path, what: str) -> dict[str, Any]:

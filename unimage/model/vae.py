@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import fsio
 from unimage.model.synth_ae import SynthAE
 
 __all__ = [
@@ -125,10 +126,7 @@ class VAEConfig:
             raise ValueError(f"{source}: {err}") from err
 
     def to_json(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        fsio.atomic_write_text(path, json.dumps(self.to_json_dict(), indent=2) + "\n")
 
 
 VAE_SIZES: dict[str, VAEConfig] = {

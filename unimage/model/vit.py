@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import fsio
+
 __all__ = [
     "JSON_EXTRA_LAYERS",
     "VIT_SIZES",
@@ -142,10 +144,7 @@ class ViTConfig:
 
     def to_json(self, path: str | Path) -> None:
         """Write ``vit_config.json`` atomically (temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        fsio.atomic_write_text(path, json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n")
 
 
 # Named sizes. `tiny` has 8 positions per side (112 px at p=14) so tests run in milliseconds.
