@@ -33,6 +33,8 @@ __all__ = [
     "atomic_writer",
     "clean_stale_temps",
     "fsync_dir",
+    "writer_gone",
+    "writer_tag",
 ]
 
 #: Age after which a temporary file whose writer cannot be checked (another host, an older naming) counts as stale.
@@ -146,6 +148,17 @@ def atomic_write_text(
 def atomic_write_json(path: str | os.PathLike[str], data: Any, *, durable: bool = True, **dumps: Any) -> Path:
     """Write ``json.dumps(data, indent=2, **dumps)`` and a final newline atomically; returns the path."""
     return atomic_write_text(path, json.dumps(data, **({"indent": 2} | dumps)) + "\n", durable=durable)
+
+
+def writer_tag() -> str:
+    """``<pid>@<host>`` of this process, as temporary names carry it (see `writer_gone`)."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def writer_gone(tag: str) -> bool:
+    """Whether the writer named by a `writer_tag` is known to be dead: same host and no such pid (else False)."""
+    pid, _, host = tag.partition("@")
+    return pid.isdigit() and host == _host() and not _pid_running(int(pid))
 
 
 def _pid_running(pid: int) -> bool:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import fsio
 from reports.rows import MeasuredRow
 from reports.table1 import Table1, to_markdown
 
@@ -99,9 +100,4 @@ def summary_markdown(
 
 def write_summary(text: str, out_dir: str | Path) -> Path:
     """Write ``summary.md`` atomically."""
-    path = Path(out_dir) / "summary.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".summary.md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return fsio.atomic_write_text(Path(out_dir) / "summary.md", text)

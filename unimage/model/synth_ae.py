@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import fsio
+
 __all__ = [
     "SYNTH_AE_FILE",
     "SynthAE",
@@ -203,11 +205,10 @@ class SynthAE(nn.Module):
 
         self._check_fitted()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         meta = {"format": "pt", "kind": _KIND, "config": json.dumps(self.config.to_json_dict())}
         meta["fit"] = json.dumps(self.fit_info, sort_keys=True)
-        save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        with fsio.atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -13,7 +13,6 @@ Under FSDP (``UniMAGEFSDPStrategy``) the callback gathers the full (EMA) weights
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from fsio.atomic import writer_gone, writer_tag
 from unimage.model.checkpoint import build_model_on_meta, save_bagel_dir
 from unimage.model.vae import Autoencoder
 from unimage.train.ema import EMA
@@ -75,14 +75,15 @@ def export_module(
     model = build_model_on_meta(pl_module.model_config)
     model.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True, assign=True)
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    _remove_dead_exports(out)
+    tmp = out.with_name(f".{out.name}.tmp-{writer_tag()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     if vae is None and pl_module.vae is not None:
         vae = pl_module.vae.cpu()
     save_bagel_dir(model, tmp, vae=vae, tokenizer_dir=pl_module.tokenizer_dir, dtype=_DTYPES.get(dtype or ""))
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f".{out.name}.old-{writer_tag()}")
         out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old)
@@ -115,6 +116,17 @@ def load_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> Any:
             f"({detail}); loading it could run code from the file. Only if you trust it, pass "
             "trust_pickle=True (export_checkpoint(..., trust_pickle=True))."
         ) from None
+
+
+def _remove_dead_exports(out: Path) -> None:
+    """Remove ``.<out>.tmp-<pid>@<host>`` / ``.old-`` folders left by exports that were killed (issue 14)."""
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        for kind in (".tmp-", ".old-"):
+            prefix = f".{out.name}{kind}"
+            if entry.name.startswith(prefix) and entry.is_dir() and writer_gone(entry.name[len(prefix) :]):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def export_checkpoint(
