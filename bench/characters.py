@@ -152,10 +152,10 @@ class CharacterMatcher:
         else:
             picks = [d.top_then_drop(1, *im.size) for im, d in zip(images, dets)]
         used = [p.crops(im)[0] for im, p in zip(images, picks) if len(p) > 0]
-        feats = self.encode(encoder, used) if used else None
+        feats = self.one_call(encoder, self.encode(encoder, used)) if used else None
         if feats is None or not bool(feats.any_valid.any()):
             used = images  # official fallback: the full reference images
-            feats = self.encode(encoder, used) if used else None
+            feats = self.one_call(encoder, self.encode(encoder, used)) if used else None
         if feats is None or not bool(feats.any_valid.any()):
             raise CharacterReferenceError(
                 f"story {story.story_id}: character {key!r}: no {encoder.name} feature from any reference image"
@@ -164,6 +164,21 @@ class CharacterMatcher:
         self._refs[cache_key] = feats.select(valid)
         self._ref_images[cache_key] = [im for im, v in zip(used, valid.tolist()) if v]
         return self._refs[cache_key]
+
+    def one_call(self, encoder: IdentityEncoder, feats: IdentityFeatures) -> IdentityFeatures:
+        """``feats`` as one official ``get_char_feat`` call over these crops, in order, would give them.
+
+        Era A's ArcFace wrapper lowers its detection threshold while a crop has no face and never resets it within
+        the call: once a crop has no face at any threshold (below 0.1 the loop stops), every later crop of the
+        same call gets no face either (quirk ``arcface-threshold-reset``). Other eras and encoders: unchanged.
+        """
+        if self.era != "A" or "arcface-threshold-reset" in self.fixes or encoder is not self.backbones.loaded("face"):
+            return feats
+        alive = torch.cumprod(feats.any_valid.long(), dim=0).bool()  # [N] no faceless crop so far
+        return IdentityFeatures(
+            {k: v * alive[:, None].to(v.dtype) for k, v in feats.features.items()},
+            {k: v & alive for k, v in feats.valid.items()},
+        )
 
     def _gpt_eval(self, profile: Profile) -> bool:
         """Era A's prompt-alignment copy of the matcher (`gpt_eval.py`), with its own crops and greedy loop."""
@@ -228,7 +243,7 @@ class CharacterMatcher:
                 refs = self.references(story, key, profile)
                 results[si].refs[key] = refs
                 results[si].encoders[key] = enc.name
-                feats = encoded[(enc.name, si, shot)]
+                feats = self.one_call(enc, encoded[(enc.name, si, shot)])  # one official call per (shot, char)
                 sm.features[key] = feats
                 rows.append(identity_similarity(feats, refs).max(dim=1).values)  # [N]
                 valids.append(feats.any_valid)

@@ -22,6 +22,7 @@ QUIRK_NAMES = (
     "gpt-eval-crops",
     "drop-empty-boxes-first",
     "align-face-rows",
+    "arcface-threshold-reset",
     "unrounded-story-means",
     "occm-empty-story-nan",
     "cids-all-ref-formats",

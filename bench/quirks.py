@@ -74,6 +74,15 @@ QUIRKS: dict[str, Quirk] = {
             "bench/content/cids.py, cids_evaluator.py (get_char_feat)",
         ),
         Quirk(
+            "arcface-threshold-reset",
+            ("A",),
+            "ArcFace lowers its detection threshold (0.45, 0.35, ...) while a crop has no face and never resets it "
+            "within one call: after a crop with no face at all, every later crop of that call (a shot's boxes, a "
+            "character's references, its matched crops) gets no face",
+            "the threshold restarts at 0.45 for every crop",
+            "bench/content/cids.py (get_char_feat)",
+        ),
+        Quirk(
             "unrounded-story-means",
             ("B", "C"),
             "per-story CIDS means (cids_self_mean, cids_cross_mean) rounded to 4 decimals before the dataset mean",

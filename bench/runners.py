@@ -151,8 +151,11 @@ def _run_cids(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
             rows = [
                 (s, m.features[key].select([m.matched[key]])) for s, m in sorted(sm.shots.items()) if key in m.matched
             ]
-            gen = _concat_features(refs, [f for _, f in rows])
-            gen = gen.select(gen.any_valid)  # officially a matched crop without a face is dropped from G
+            # Officially the matched crops are encoded again in one call, and a crop without a face is dropped.
+            gen = matcher.one_call(
+                matcher.encoder_for(story, key, "cids"), _concat_features(refs, [f for _, f in rows])
+            )
+            gen = gen.select(gen.any_valid)
             gen_ref = identity_similarity(gen, refs)  # [G, R]
             self_, cross = cids_from_similarity(identity_similarity(gen, gen), gen_ref)
             if era == "C":

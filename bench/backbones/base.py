@@ -376,6 +376,10 @@ class Backbones:
         """Inception-v3 classifier (Inception Score)."""
         return self._get("inception", InceptionClassifier)  # type: ignore[type-abstract]
 
+    def loaded(self, component: Component) -> object | None:
+        """The component if it has been built already, else None (never builds it)."""
+        return self._loaded.get(component)
+
     def identity_encoder(self, tag: str) -> IdentityEncoder:
         """The CIDS encoder for a character tag: the face encoder for `realistic_human`, CLIP otherwise (§4.1)."""
         return self.face if tag == REALISTIC_HUMAN else self.clip

@@ -85,11 +85,20 @@ class Ref:
             else:
                 top = [b for b in by_score(boxes)[:1] if nonempty_after_clip(b)]
             objs += [b.obj for b in top]
-        feats = [f for o in objs if (f := self.feat(o, enc)) is not None]
+        feats = [f for f in self.call([self.feat(o, enc) for o in objs], enc) if f is not None]
         if not feats:  # official fallback: the full reference images
-            feats = [f for r in files if (f := self.feat(r.main, enc)) is not None]
+            feats = [f for f in self.call([self.feat(r.main, enc) for r in files], enc) if f is not None]
         assert feats, "world drew a character without any reference feature"
         return feats
+
+    def call(self, feats: list[np.ndarray | None], enc: str) -> list[np.ndarray | None]:
+        """One official get_char_feat call; Era A's ArcFace gives nothing after the first faceless crop."""
+        if self.era != "A" or enc != "face" or "arcface-threshold-reset" in self.fixes:
+            return feats
+        out: list[np.ndarray | None] = []
+        for f in feats:
+            out.append(None if (out and out[-1] is None) or f is None else f)
+        return out
 
     def paired(self, story: Story) -> dict[int, int | None]:
         """Shot index -> image id, as the era's reader pairs files (B/C: file N is shot N)."""
@@ -182,7 +191,7 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
     for sid, story in world.stories.items():
         refs = {k: ref.refs(story, k, "cids") for k in story.chars}
         gpt_refs = {k: ref.refs(story, k, "gpt") for k in story.chars} if era == "A" else {}
-        crops: dict[str, list[np.ndarray]] = {k: [] for k in story.chars}
+        crop_objs: dict[str, list[int]] = {k: [] for k in story.chars}
         occm_shots: list[float] = []
         for shot in story.shots:
             image = ref.paired(story)[shot.index]
@@ -193,7 +202,7 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
                 S, F = [], []
                 for k in shot.keys:
                     enc = ref.encoder(story, k, "cids")
-                    feats = [ref.feat(b.obj, enc) for b in cands]
+                    feats = ref.call([ref.feat(b.obj, enc) for b in cands], enc)
                     S.append(similarity(feats, refs[k]))
                     F.append(feats)
                 if era == "C":
@@ -202,9 +211,9 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
                     picks = greedy_official(S)
                 else:
                     picks = packed_rows(story, shot.keys, F, refs, ref)
-                for k, feats, p in zip(shot.keys, F, picks):
-                    if p is not None and feats[p] is not None:  # a matched crop without a face is dropped from G
-                        crops[k].append(feats[p])  # type: ignore[arg-type]
+                for k, p in zip(shot.keys, picks):
+                    if p is not None:
+                        crop_objs[k].append(cands[p].obj)
             else:
                 picks = [None] * E
             # OCCM
@@ -224,7 +233,10 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
                 occm_shots.append(100 * math.exp(-abs(D - E) / (1e-6 + E)))
         chars = {}
         for k in story.chars:
-            G, R = crops[k], np.stack(refs[k])
+            # the matched crops are encoded again in one call; those without a face are dropped
+            enc = ref.encoder(story, k, "cids")
+            raw = [ref.feat(o, enc) for o in crop_objs[k]]
+            G, R = [f for f in ref.call(raw, enc) if f is not None], np.stack(refs[k])
             if not G:
                 chars[k] = (0.0, 0.0)
                 continue
