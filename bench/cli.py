@@ -76,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--pairing",
         default=None,
         choices=("index", "positional"),
-        help="image-shot pairing (default: positional for eras A/B, index for C)",
+        help="image-shot pairing (default: the era's official one, positional for A, by file number for B/C; another choice marks the row non-comparable)",
     )
     ev.add_argument(
         "--backbones",
