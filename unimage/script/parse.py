@@ -133,6 +133,11 @@ class _Problems:
         key = self.next_seq() if seq is None else seq
         self.items.append((pos[0], pos[1], phase, key, Problem(pos[0], pos[1], message, code)))
 
+    def add_fmt(self, pos: Pos, code: str, phase: int, fmt: str, *args: object) -> None:
+        """`add` with the message formatted only if it will be listed (hot paths of hostile input)."""
+        listed = self.counts.get(code, 0) < MAX_PROBLEMS_PER_CODE
+        self.add(pos, code, fmt.format(*args) if listed else "", phase)
+
     def sorted(self) -> tuple[Problem, ...]:
         for code, (count, pos) in self.omitted.items():
             message = f"{count} more '{code}' problems are not listed (at most {MAX_PROBLEMS_PER_CODE} per code)"
@@ -353,9 +358,9 @@ class _Indices:
         label = what or e.name.lower()
         expected = 1 if self.last is None else self.last + 1
         if index in self.seen:
-            problems.add(e.pos, "duplicate-index", f"{label} index {index} appears more than once", _BUILD)
+            problems.add_fmt(e.pos, "duplicate-index", _BUILD, "{} index {} appears more than once", label, index)
         elif index != expected:
-            problems.add(e.pos, "index-order", f"{label} index {index} where {expected} was expected", _BUILD)
+            problems.add_fmt(e.pos, "index-order", _BUILD, "{} index {} where {} was expected", label, index, expected)
         self.seen.add(index)
         self.last = index
 
@@ -379,7 +384,7 @@ class _Builder:
         problems, shots = self.problems, self.shots
         desc = Description(e.text)
         if not e.text:
-            problems.add(e.pos, "empty-description", f"<{e.name}{e.index or ''}> has no text", _BUILD)
+            problems.add_fmt(e.pos, "empty-description", _BUILD, "<{}{}> has no text", e.name, e.index or "")
         if e.name in ("User", "Extension", "Continuation"):
             if e.index is not None:
                 problems.add(e.pos, "unexpected-index", f"<{e.name}> takes no index (found {e.index})", _BUILD)
@@ -402,7 +407,7 @@ class _Builder:
             index = e.index
             if index is None:
                 index = len(items) + 1
-                problems.add(e.pos, "missing-index", f"<{e.name}> has no index; assumed {index}", _BUILD)
+                problems.add_fmt(e.pos, "missing-index", _BUILD, "<{}> has no index; assumed {}", e.name, index)
             self.global_indices[e.name].check(e, index, problems)
             if shots:
                 problems.add(e.pos, "late-definition", f"<{e.name}{index}> is defined after the shots began", _BUILD)
@@ -417,7 +422,7 @@ class _Builder:
                     index = cur.index
                 else:
                     index = (shots[-1].index + 1) if shots else 1
-                problems.add(e.pos, "missing-index", f"<{e.name}> has no index; assumed {index}", _BUILD)
+                problems.add_fmt(e.pos, "missing-index", _BUILD, "<{}> has no index; assumed {}", e.name, index)
             if cur is not None and cur.index == index and getattr(cur, slot) is None:
                 if slot == "frame":
                     problems.add(e.pos, "entry-order", f"<Frame{index}> comes after <Video{index}>", _BUILD)
@@ -437,9 +442,9 @@ class _Builder:
             return
         shot, pos = self.shots[-1], self.shot_pos
         if shot.frame is None:
-            self.problems.add(pos, "missing-frame", f"shot {shot.index} has no <Frame{shot.index}>", _BUILD_END)
+            self.problems.add_fmt(pos, "missing-frame", _BUILD_END, "shot {0} has no <Frame{0}>", shot.index)
         if shot.video is None:
-            self.problems.add(pos, "missing-video", f"shot {shot.index} has no <Video{shot.index}>", _BUILD_END)
+            self.problems.add_fmt(pos, "missing-video", _BUILD_END, "shot {0} has no <Video{0}>", shot.index)
 
     def finish(self, last: _Entry | None) -> Script:
         self._close_shot()
