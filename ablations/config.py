@@ -94,6 +94,8 @@ DEFAULTS: dict[str, Any] = {
         "oracle": True,
         "diagnostics": True,
         "diag_max_stories": None,
+        # stories whose next shot the Director writes for the structure checks (0: none; ~2 s per story on CPU)
+        "diag_structure_stories": 2,
     },
     "launch": {
         "partition": None,

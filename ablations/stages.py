@@ -369,7 +369,13 @@ def diagnostic_rows(ctx: StageContext) -> list[Any]:
     export = ctx.upstream.get("train", {}).get("export") or str(ctx.paths.export)
     ev = ctx.config["evaluate"]
     found = diagnose(
-        export, data_dir(ctx), device=ctx.device("evaluate"), max_stories=ev.get("diag_max_stories"), seed=0
+        export,
+        data_dir(ctx),
+        device=ctx.device("evaluate"),
+        max_stories=ev.get("diag_max_stories"),
+        seed=0,  # the same held-out cuts and noise for every arm and seed: differences are the models'
+        structure_stories=int(ev.get("diag_structure_stories", 2)),
+        structure=("continue",) if int(ev.get("diag_structure_stories", 2)) > 0 else (),
     )
     return [LongRow(r.story, r.metric, "diag", bool(r.higher_is_better), r.value) for r in found]
 
