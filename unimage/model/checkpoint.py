@@ -36,7 +36,7 @@ import torch
 
 import fsio
 from unimage.model.config import LLMConfig, ModelConfig, SpecialTokens, get_config
-from unimage.model.synth_ae import SYNTH_AE_FILE, SynthAE, infer_synth_ae_config
+from unimage.model.synth_ae import SYNTH_AE_FILE, SynthAE, SynthAEConfig, infer_synth_ae_config
 from unimage.model.vae import Autoencoder, FluxVAE, VAEConfig
 from unimage.model.vit import ViTConfig
 
@@ -298,8 +298,10 @@ def read_bagel_config(
     if ae_shapes is not None:
         vae = infer_vae_config(ae_shapes, vae, source=str(directory / AE_FILE))
     if synth_ae_shapes is not None:
-        synth = infer_synth_ae_config(synth_ae_shapes, source=str(directory / SYNTH_AE_FILE))
-        top["synth_ae_config"] = {**(top.get("synth_ae_config") or {}), **synth.to_json_dict()}
+        written = top.get("synth_ae_config") or {}
+        base = SynthAEConfig.from_json_dict(written, source=f"{top_path}: synth_ae_config")
+        synth = infer_synth_ae_config(synth_ae_shapes, str(directory / SYNTH_AE_FILE), base)  # shapes from the file
+        top["synth_ae_config"] = {**written, **synth.to_json_dict()}
     if ema_shapes is not None:
         for key, field_name in zip(POS_TABLE_KEYS, ("max_latent_size", "vit_max_num_patch_per_side")):
             if key in ema_shapes:

@@ -412,8 +412,9 @@ MODEL_SIZES: dict[str, ModelConfig] = {
     ),
     # tiny with the patch-PCA autoencoder (8×8 patches → 64 channels, fitted on the training keyframes at the start of
     # training): latent_downsample stays 8·2 = 16, so a keyframe has as many image tokens as with the tiny FLUX VAE;
-    # each token carries 2·2·64 = 256 latent numbers (vs 64). Measured on SynthStory 64 px: 32.0 dB held-out (4×4/16
-    # channels with latent_patch_size 4: 30.8 dB, same 256 numbers per token).
+    # each token carries 2·2·64 = 256 latent numbers (vs 64). Measured on SynthStory 64 px: 31.7 dB held-out (4×4/16
+    # channels with latent_patch_size 4: 30.6 dB, same 256 numbers per token). Global scaling: after 300 icl steps the
+    # teacher-forced x0 estimate at t = 0.5 gained +1.9 dB in pixels, against +0.9 dB with per-channel unit variance.
     "tiny-synth": ModelConfig(
         llm=LLM_SIZES["tiny"],
         vit=VIT_SIZES["tiny"],
@@ -423,7 +424,7 @@ MODEL_SIZES: dict[str, ModelConfig] = {
         attention_backend="sdpa",
         tokens=_byte_tokenizer_tokens(),
         ae="synth",
-        synth_ae=SynthAEConfig(patch_size=8, z_channels=64),
+        synth_ae=SynthAEConfig(patch_size=8, z_channels=64, scaling="global"),
     ),
     "small": ModelConfig(
         llm=LLM_SIZES["small"],

@@ -10,8 +10,9 @@ The transform (p = ``patch_size``, Z = ``z_channels``, P = 3·p·p):
 
 - encode: cut the image into non-overlapping p×p patches (a vector of P numbers in (channel, row, col) order, the
   layout of a conv weight), subtract the mean patch, project on the Z leading principal directions (orthonormal rows
-  of ``basis``), divide each channel by its standard deviation on the fit data (``scale``), so every latent channel
-  has mean 0 and std 1 on the training keyframes, matching the flow's N(0, 1) noise;
+  of ``basis``), divide by ``scale``: each channel's own standard deviation on the fit data (``scaling="channel"``:
+  every latent channel has mean 0 and std 1 on the training keyframes) or one common number (``"global"``: mean 0
+  and variance 1 averaged over channels), so the latents match the flow's N(0, 1) noise;
 - decode: the exact inverse on the kept subspace (multiply by ``scale``, back-project, add the mean): a strided conv
   and its transposed conv.
 
@@ -55,17 +56,23 @@ _KIND = "synth-patch-pca"
 
 @dataclass(frozen=True)
 class SynthAEConfig:
-    """Shape of the patch-PCA autoencoder.
+    """Shape of the patch-PCA autoencoder and how its latents are scaled.
 
     Attributes:
         patch_size: p, pixels per latent pixel per side (the downsampling factor).
         z_channels: Z, principal components kept (at most 3·p·p).
         in_channels: Image channels.
+        scaling: How the fit scales the components. ``channel``: each by its own standard deviation, so every latent
+            channel has variance 1 (the flow's MSE then weighs every component alike, the faint high-frequency ones
+            as much as the sky colour); ``global``: all by one number, the root-mean-square standard deviation, so the
+            latent has variance 1 on average over channels (matching the flow's noise overall) and the leading
+            components keep their larger share of the loss. Used by the fit only (the weights hold the scales).
     """
 
     patch_size: int = 8
     z_channels: int = 64
     in_channels: int = 3
+    scaling: Literal["channel", "global"] = "channel"
 
     def __post_init__(self) -> None:
         if self.patch_size <= 0 or self.in_channels <= 0:
@@ -77,6 +84,16 @@ class SynthAEConfig:
                 f"SynthAEConfig.z_channels={self.z_channels} must be in [1, {self.patch_dim}] "
                 f"(= in_channels·patch_size², the numbers in one patch)"
             )
+        if self.scaling not in ("channel", "global"):
+            raise ValueError(f"SynthAEConfig.scaling={self.scaling!r}; choose 'channel' or 'global'")
+
+    def same_shape(self, other: SynthAEConfig) -> bool:
+        """Equal patch size, channel counts (``scaling`` only matters to the fit)."""
+        return (self.patch_size, self.z_channels, self.in_channels) == (
+            other.patch_size,
+            other.z_channels,
+            other.in_channels,
+        )
 
     @property
     def downsample(self) -> int:
@@ -105,8 +122,10 @@ class SynthAEConfig:
             raise ValueError(f"{source}: {err}") from err
 
 
-def infer_synth_ae_config(shapes: dict[str, tuple[int, ...]], source: str = SYNTH_AE_FILE) -> SynthAEConfig:
-    """The config implied by the tensor shapes of ``synth_ae.safetensors``.
+def infer_synth_ae_config(
+    shapes: dict[str, tuple[int, ...]], source: str = SYNTH_AE_FILE, base: SynthAEConfig | None = None
+) -> SynthAEConfig:
+    """The config implied by the tensor shapes of ``synth_ae.safetensors`` (``scaling`` from ``base``).
 
     Raises:
         ValueError: Keys or shapes are not those of a synth autoencoder (the message lists them).
@@ -121,7 +140,8 @@ def infer_synth_ae_config(shapes: dict[str, tuple[int, ...]], source: str = SYNT
     if len(basis) != 4 or basis[2] != basis[3]:
         raise ValueError(f"{source}: basis has shape {basis}, expected [Z, C, p, p]")
     z, c, p, _ = basis
-    config = SynthAEConfig.from_json_dict({"patch_size": p, "z_channels": z, "in_channels": c}, source=source)
+    shape = {"patch_size": p, "z_channels": z, "in_channels": c}
+    config = SynthAEConfig.from_json_dict({**(base or SynthAEConfig()).to_json_dict(), **shape}, source=source)
     want = {"mean": (c, p, p), "basis": (z, c, p, p), "scale": (z,)}
     bad = [f"{k}: {shapes[k]} != {v}" for k, v in want.items() if tuple(shapes[k]) != v]
     if bad:
@@ -135,7 +155,7 @@ def infer_synth_ae_config(shapes: dict[str, tuple[int, ...]], source: str = SYNT
 
 
 class SynthAE(nn.Module):
-    """Patch PCA with per-channel unit-variance latents; a drop-in for ``FluxVAE`` (``encode`` / ``decode``).
+    """Patch PCA with unit-variance latents; a drop-in for ``FluxVAE`` (``encode`` / ``decode``).
 
     The weights are frozen parameters (not buffers) so that callers that read ``next(vae.parameters())`` for the device
     and dtype, and ``requires_grad_`` / the Lightning checkpoint, treat it like the FLUX VAE. A freshly built module is
@@ -188,8 +208,8 @@ class SynthAE(nn.Module):
         Raises:
             ValueError: Keys or shapes differ (named with ``source``).
         """
-        got = infer_synth_ae_config({k: tuple(v.shape) for k, v in tensors.items()}, source)
-        if got != self.config:
+        got = infer_synth_ae_config({k: tuple(v.shape) for k, v in tensors.items()}, source, self.config)
+        if not got.same_shape(self.config):
             raise ValueError(f"{source}: holds a {got}, this module is a {self.config}")
         with torch.no_grad():
             for name, t in tensors.items():
@@ -229,7 +249,11 @@ class SynthAE(nn.Module):
             raise ValueError(f"{path}: not a readable safetensors file: {err}") from err
         if meta.get("kind", _KIND) != _KIND:
             raise ValueError(f"{path}: metadata kind={meta.get('kind')!r}, expected {_KIND!r}")
-        config = infer_synth_ae_config({k: tuple(v.shape) for k, v in tensors.items()}, str(path))
+        try:
+            base = SynthAEConfig.from_json_dict(json.loads(meta.get("config", "{}")), source=str(path))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: config metadata is not JSON: {err}") from err
+        config = infer_synth_ae_config({k: tuple(v.shape) for k, v in tensors.items()}, str(path), base)
         with torch.device(device):
             ae = cls(config)
         ae.load_tensors(tensors, source=str(path))
@@ -307,15 +331,8 @@ def _check_images(images: Sequence[Tensor], config: SynthAEConfig, what: str) ->
             raise ValueError(f"{what}: image {i} has non-finite pixels")
 
 
-def fit_synth_ae(
-    images: Sequence[Tensor], config: SynthAEConfig | None = None, scaling: Literal["channel", "global"] = "channel"
-) -> SynthAE:
-    """Fit the patch PCA on ``images`` (each [3, H, W] in [-1, 1]; sizes may differ).
-
-    ``scaling="channel"`` (the default) divides each component by its own standard deviation, so every latent channel
-    has variance 1 (the flow's MSE then weighs every component alike); ``"global"`` divides all of them by one number,
-    the root-mean-square standard deviation, so the latent has variance 1 on average over channels and the leading
-    components keep their larger share (an alternative measured against the default, see the issue-11 notes).
+def fit_synth_ae(images: Sequence[Tensor], config: SynthAEConfig | None = None) -> SynthAE:
+    """Fit the patch PCA on ``images`` (each [3, H, W] in [-1, 1]; sizes may differ), scaled as ``config.scaling``.
 
     Computed in float64 in a fixed order (mean, then the centred covariance summed image by image) on ONE intra-op
     thread (BLAS reductions and LAPACK's eigensolver split work differently with more threads; measured: 2 threads
@@ -331,12 +348,12 @@ def fit_synth_ae(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(images, config, scaling)
+        return _fit(images, config)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(images: Sequence[Tensor], config: SynthAEConfig, scaling: str) -> SynthAE:
+def _fit(images: Sequence[Tensor], config: SynthAEConfig) -> SynthAE:
     p, P, Z = config.patch_size, config.patch_dim, config.z_channels
     n = sum((im.shape[1] // p) * (im.shape[2] // p) for im in images)
     if n < Z:
@@ -356,9 +373,7 @@ def _fit(images: Sequence[Tensor], config: SynthAEConfig, scaling: str) -> Synth
     rows = torch.arange(Z)
     signs = torch.sign(evecs[rows, evecs.abs().argmax(1)])
     evecs = evecs * signs[:, None]
-    if scaling not in ("channel", "global"):
-        raise ValueError(f"fit_synth_ae: scaling={scaling!r}; choose 'channel' or 'global'")
-    std = evals.sqrt() if scaling == "channel" else evals.mean().sqrt().expand(Z).clone()
+    std = evals.sqrt() if config.scaling == "channel" else evals.mean().sqrt().expand(Z).clone()
     std = std.clamp_min(max(float(std[0]) * 1e-6, 1e-12))
     ae = SynthAE(config)
     c = config.in_channels
@@ -371,7 +386,12 @@ def _fit(images: Sequence[Tensor], config: SynthAEConfig, scaling: str) -> Synth
         source="fit_synth_ae",
     )
     kept = float(evals.sum() / all_evals.sum().clamp_min(1e-30))
-    ae.fit_info = {"num_fit_images": len(images), "num_fit_patches": n, "variance_kept": kept, "scaling": scaling}
+    ae.fit_info = {
+        "num_fit_images": len(images),
+        "num_fit_patches": n,
+        "variance_kept": kept,
+        "scaling": config.scaling,
+    }
     return ae.eval()
 
 
