@@ -255,94 +255,6 @@ def _batched_velocities(model: UniMAGE, branches: BranchBatch, x: Tensor, t: Ten
     return list(v.view(n, *x.shape).unbind(0))
 
 
-@torch.no_grad()
-def generate_image(
-    model: UniMAGE,
-    context: Context,
-    size: tuple[int, int],
-    cfg: CfgOptions | None = None,
-    cfg_text_context: Context | None = None,
-    cfg_img_context: Context | None = None,
-    id_token_ids: Sequence[int] = (),
-    num_timesteps: int = 50,
-    timestep_shift: float = 3.0,
-    generator: torch.Generator | None = None,
-    noise: Tensor | None = None,
-    batch_cfg: bool = True,
-) -> Tensor:
-    """Sample one image's normalised VAE latents after ``context`` (Euler, t = 1 → 0).
-
-    Args:
-        model: The model.
-        context: Full context c.
-        size: (H, W) in pixels, multiples of ``config.latent_downsample`` (16 for BAGEL).
-        cfg: Guidance settings (None = no guidance).
-        cfg_text_context: Context t̄ (required when ``cfg.text_scale > 1``).
-        cfg_img_context: Context ī (required when ``cfg.img_scale > 1``).
-        id_token_ids: ID tokens of the frame being generated (used only under ``config.id_prompting``).
-        num_timesteps: N (N−1 model steps, each with up to three forward passes).
-        timestep_shift: s of the sampling schedule (3.0 in BAGEL's apps).
-        generator: RNG of the initial noise.
-        noise: Optional initial x [Nl, Pl] instead of a draw.
-        batch_cfg: Run the guidance branches of a step as one batched forward (False: one forward per branch, as
-            BAGEL). Same velocities either way; batching pays off on a GPU, where one larger forward beats three.
-
-    Returns:
-        [C, H/8, W/8] latents, to be decoded by the VAE.
-    """
-    config = model.config
-    cfg = cfg or CfgOptions()
-    ds, p = config.latent_downsample, config.latent_patch_size
-    if size[0] % ds or size[1] % ds or min(size) <= 0:
-        raise ValueError(f"image size {size} must be positive multiples of {ds} pixels")
-    h, w = size[0] // ds, size[1] // ds  # latent tokens per side
-    if max(h, w) > config.max_latent_size:
-        raise ValueError(f"image size {size} needs {h}x{w} latent tokens, the table has {config.max_latent_size}")
-    if cfg.text_scale > 1 and cfg_text_context is None:
-        raise ValueError("cfg.text_scale > 1 needs cfg_text_context")
-    if cfg.text_scale > 1 and cfg.img_scale > 1 and cfg_img_context is None:
-        raise ValueError("cfg.img_scale > 1 needs cfg_img_context")
-    device = model.llm2vae.weight.device
-    c = config.latent_channels
-    placeholder = NoisyVaeImage(torch.zeros(c, h * p, w * p), id_token_ids=id_token_ids)
-
-    def block(ctx: Context) -> tuple[Context, PackedBatch]:
-        return ctx, pack([[placeholder]], config, start_position=ctx.next_position).to(device)
-
-    branches = {"c": block(context)}
-    if cfg_text_context is not None and cfg.text_scale > 1:
-        branches["text"] = block(cfg_text_context)
-    if cfg_img_context is not None and cfg.img_scale > 1 and cfg.text_scale > 1:
-        branches["img"] = block(cfg_img_context)
-
-    guided: BranchBatch | None = None
-    if batch_cfg and len(branches) > 1:  # c, t̄ [, ī] as documents 0, 1 [, 2] of one forward
-        guided = prepare_branches(model, [ctx for ctx, _ in branches.values()], [placeholder])
-
-    x = noise if noise is not None else torch.randn(h * w, config.patch_latent_dim, generator=generator)
-    # The flow state stays fp32 whatever the weights' dtype (as BAGEL's sampler): rounding x to bf16 at each of the
-    # 49 Euler updates drifts the result by several % of its scale; the model casts its input to its own dtype.
-    x = x.to(device, torch.float32)  # [Nl, Pl]
-    ts = flow_timesteps(num_timesteps, timestep_shift)
-    for i in range(num_timesteps - 1):
-        t = float(ts[i])
-        s_text, s_img = cfg.active(t)
-        t_tok = torch.full((h * w,), t, device=device)
-
-        v_text: Tensor | None
-        v_img: Tensor | None
-        if guided is not None and s_text > 1:  # inside the interval every prepared branch is active
-            v_c, v_text, *rest = _batched_velocities(model, guided, x, t_tok)
-            v_img = rest[0] if rest else None
-        else:
-            v_c = _velocity(model, *branches["c"], x, t_tok)
-            v_text = _velocity(model, *branches["text"], x, t_tok) if s_text > 1 else None
-            v_img = _velocity(model, *branches["img"], x, t_tok) if s_text > 1 and s_img > 1 else None
-        v = combine_cfg(v_c, v_text, v_img, s_text, s_img, cfg.renorm_type, cfg.renorm_min)
-        x = x - v * float(ts[i] - ts[i + 1])
-    return unpatchify(x, h, w, p, c)
-
-
 @dataclass(frozen=True)
 class ImageRequest:
     """One image of a ``generate_images`` call: its guidance contexts, ID tokens and noise generator.
@@ -362,6 +274,64 @@ class ImageRequest:
     generator: torch.Generator | None = None
 
 
+def _latent_grid(model: UniMAGE, size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) latent tokens per side of an image of ``size`` (H, W) pixels, validated."""
+    config = model.config
+    ds = config.latent_downsample
+    if size[0] % ds or size[1] % ds or min(size) <= 0:
+        raise ValueError(f"image size {size} must be positive multiples of {ds} pixels")
+    h, w = size[0] // ds, size[1] // ds
+    if max(h, w) > config.max_latent_size:
+        raise ValueError(f"image size {size} needs {h}x{w} latent tokens, the table has {config.max_latent_size}")
+    return h, w
+
+
+@torch.no_grad()
+def generate_image(
+    model: UniMAGE,
+    context: Context,
+    size: tuple[int, int],
+    cfg: CfgOptions | None = None,
+    cfg_text_context: Context | None = None,
+    cfg_img_context: Context | None = None,
+    id_token_ids: Sequence[int] = (),
+    num_timesteps: int = 50,
+    timestep_shift: float = 3.0,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+    batch_cfg: bool = True,
+) -> Tensor:
+    """Sample one image's normalised VAE latents after ``context`` (Euler, t = 1 → 0): ``generate_images`` with one
+    request, the same denoising loop.
+
+    Args:
+        model: The model.
+        context: Full context c.
+        size: (H, W) in pixels, multiples of ``config.latent_downsample`` (16 for BAGEL).
+        cfg: Guidance settings (None = no guidance).
+        cfg_text_context: Context t̄ (required when ``cfg.text_scale > 1``).
+        cfg_img_context: Context ī (required when ``cfg.img_scale > 1``).
+        id_token_ids: ID tokens of the frame being generated (used only under ``config.id_prompting``).
+        num_timesteps: N (N−1 model steps, each with up to three forward passes).
+        timestep_shift: s of the sampling schedule (3.0 in BAGEL's apps).
+        generator: RNG of the initial noise.
+        noise: Optional initial x [Nl, Pl] instead of a draw.
+        batch_cfg: Run the guidance branches of a step as one batched forward (False: one forward per branch, as
+            BAGEL; a debug switch, tested equal). Same velocities either way up to float summation order.
+
+    Returns:
+        [C, H/8, W/8] latents, to be decoded by the VAE.
+    """
+    cfg = cfg or CfgOptions()
+    _latent_grid(model, size)
+    if cfg.text_scale > 1 and cfg_text_context is None:
+        raise ValueError("cfg.text_scale > 1 needs cfg_text_context")
+    if cfg.text_scale > 1 and cfg.img_scale > 1 and cfg_img_context is None:
+        raise ValueError("cfg.img_scale > 1 needs cfg_img_context")
+    request = ImageRequest(context, cfg_text_context, cfg_img_context, id_token_ids, generator)
+    return _denoise(model, [request], size, cfg, num_timesteps, timestep_shift, [noise], batch_cfg)[0]
+
+
 @torch.no_grad()
 def generate_images(
     model: UniMAGE,
@@ -370,6 +340,7 @@ def generate_images(
     cfg: CfgOptions | None = None,
     num_timesteps: int = 50,
     timestep_shift: float = 3.0,
+    batch_cfg: bool = True,
 ) -> list[Tensor]:
     """Sample several same-size images in lockstep: one forward per denoising step over all requests' branches.
 
@@ -384,46 +355,83 @@ def generate_images(
         cfg: Guidance settings (None = no guidance).
         num_timesteps: N (N−1 batched forwards).
         timestep_shift: s of the sampling schedule.
+        batch_cfg: False runs every branch of every request as its own forward (the debug / reference path).
 
     Returns:
         One [C, H/8, W/8] latent tensor per request, in order.
     """
-    config = model.config
-    cfg = cfg or CfgOptions()
     if not requests:
         raise ValueError("generate_images() needs at least one request")
-    ds, p = config.latent_downsample, config.latent_patch_size
-    if size[0] % ds or size[1] % ds or min(size) <= 0:
-        raise ValueError(f"image size {size} must be positive multiples of {ds} pixels")
-    h, w = size[0] // ds, size[1] // ds  # latent tokens per side
-    if max(h, w) > config.max_latent_size:
-        raise ValueError(f"image size {size} needs {h}x{w} latent tokens, the table has {config.max_latent_size}")
+    return _denoise(model, requests, size, cfg or CfgOptions(), num_timesteps, timestep_shift, None, batch_cfg)
+
+
+def _denoise(
+    model: UniMAGE,
+    requests: Sequence[ImageRequest],
+    size: tuple[int, int],
+    cfg: CfgOptions,
+    num_timesteps: int,
+    timestep_shift: float,
+    noises: Sequence[Tensor | None] | None,
+    batched: bool,
+) -> list[Tensor]:
+    """THE Euler / CFG loop of both entry points (one request is the batch of one).
+
+    The flow state x [R, Nl, Pl], the timesteps and the CFG arithmetic stay fp32 whatever the weights' dtype (as in
+    BAGEL's sampler): rounding x to bf16 at each of the 49 updates drifts the result by several % of its scale; the
+    model casts its input to its own dtype.
+    """
+    config = model.config
+    h, w = _latent_grid(model, size)
     device = model.llm2vae.weight.device
-    c = config.latent_channels
+    c, p = config.latent_channels, config.latent_patch_size
+    nl = h * w
     nb = 1 + (cfg.text_scale > 1) + (cfg.text_scale > 1 and cfg.img_scale > 1)  # branches per request: c, t̄, ī
-    guided_ctx: list[Context] = []
+    branch_ctx: list[list[Context]] = []
     queries: list[list[Segment]] = []
     for r, req in enumerate(requests):
-        query: list[Segment] = [NoisyVaeImage(torch.zeros(c, h * p, w * p), id_token_ids=req.id_token_ids)]
-        branch_ctx = [req.context, req.cfg_text_context, req.cfg_img_context][:nb]
-        missing = [name for ctx, name in zip(branch_ctx, ("c", "t̄", "ī")) if ctx is None]
+        ctxs = [req.context, req.cfg_text_context, req.cfg_img_context][:nb]
+        missing = [name for ctx, name in zip(ctxs, ("c", "t̄", "ī")) if ctx is None]
         if missing:
             raise ValueError(f"request {r}: the guidance settings need its {', '.join(missing)} context")
-        guided_ctx += [ctx for ctx in branch_ctx if ctx is not None]
-        queries += [query] * nb
-    plain = prepare_branches(model, [req.context for req in requests], [], queries[::nb])
-    guided = prepare_branches(model, guided_ctx, [], queries) if nb > 1 else plain
+        branch_ctx.append([ctx for ctx in ctxs if ctx is not None])
+        queries.append([NoisyVaeImage(torch.zeros(c, h * p, w * p), id_token_ids=req.id_token_ids)])
 
-    xs = [torch.randn(h * w, config.patch_latent_dim, generator=req.generator) for req in requests]
-    x = torch.stack(xs).to(device, torch.float32)  # [R, Nl, Pl], fp32 flow state (see generate_image)
+    if batched:  # request-major documents (r, b) over the joined caches, built once for all steps
+        plain = prepare_branches(model, [ctxs[0] for ctxs in branch_ctx], [], queries)
+        guided_ctx = [ctx for ctxs in branch_ctx for ctx in ctxs]
+        guided = prepare_branches(model, guided_ctx, [], [q for q in queries for _ in range(nb)]) if nb > 1 else plain
+    else:  # one query block per (request, branch), at that context's RoPE id
+        blocks = [
+            [(ctx, pack([queries[r]], config, start_position=ctx.next_position).to(device)) for ctx in ctxs]
+            for r, ctxs in enumerate(branch_ctx)
+        ]
+
+    xs = []
+    for r, req in enumerate(requests):
+        given = noises[r] if noises is not None else None
+        if given is not None and tuple(given.shape) != (nl, config.patch_latent_dim):
+            raise ValueError(f"noise has shape {tuple(given.shape)}, expected ({nl}, {config.patch_latent_dim})")
+        xs.append(given if given is not None else torch.randn(nl, config.patch_latent_dim, generator=req.generator))
+    x = torch.stack([xi.to(torch.float32) for xi in xs]).to(device)  # [R, Nl, Pl], fp32 flow state
     ts = flow_timesteps(num_timesteps, timestep_shift)
     for i in range(num_timesteps - 1):
         t = float(ts[i])
         s_text, s_img = cfg.active(t)
-        branches, k = (guided, nb) if s_text > 1 else (plain, 1)
-        inputs = x.repeat_interleave(k, dim=0).flatten(0, 1)  # [R·k·Nl, Pl], request-major
-        hidden = run_branches(model, branches, inputs, torch.full((inputs.shape[0],), t, device=device))
-        v = model.llm2vae(hidden[branches.batch.vae_indexes]).float().view(len(requests), k, h * w, -1)  # [R,k,Nl,Pl]
+        k = nb if s_text > 1 else 1  # inside the interval every branch is active, outside only c
+        if batched:
+            branches = guided if k > 1 else plain
+            inputs = x.repeat_interleave(k, dim=0).flatten(0, 1)  # [R·k·Nl, Pl], request-major
+            hidden = run_branches(model, branches, inputs, torch.full((inputs.shape[0],), t, device=device))
+            v = model.llm2vae(hidden[branches.batch.vae_indexes]).float().view(len(requests), k, nl, -1)
+        else:
+            t_tok = torch.full((nl,), t, device=device)
+            v = torch.stack(
+                [
+                    torch.stack([_velocity(model, ctx, blk, x[r], t_tok) for ctx, blk in blocks[r][:k]])
+                    for r in range(len(requests))
+                ]
+            )  # [R, k, Nl, Pl]
         for r in range(len(requests)):
             v_text = v[r, 1] if k > 1 else None
             v_img = v[r, 2] if k > 2 else None

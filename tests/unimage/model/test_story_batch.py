@@ -72,6 +72,14 @@ def test_generate_images_equals_generate_image_per_request(img_scale):
         assert b.shape == s.shape == (16, 4, 6)
         assert (b - s).abs().max() <= 1e-5
     assert (singles[0] - singles[1]).abs().max() > 1e-2  # the requests differ, so the equality is not vacuous
+    # The debug switch: every (request, branch) as its own forward over its own cache, the same loop otherwise.
+    fresh = [
+        ImageRequest(*tr, id_token_ids=i, generator=torch.Generator().manual_seed(10 + r))
+        for r, (tr, i) in enumerate(zip(triples, ids))
+    ]  # the first call advanced the generators
+    sequential = generate_images(model, fresh, SIZE, opts, batch_cfg=False, **kw)
+    for b, q in zip(batched, sequential):
+        assert (b - q).abs().max() <= 1e-5
     with pytest.raises(ValueError, match=r"request 0: .* t̄"):
         generate_images(model, [ImageRequest(triples[0][0])], SIZE, opts)
     with pytest.raises(ValueError, match="at least one"):
