@@ -112,6 +112,8 @@ def server(tree, tmp_path):
             str(port),
             "--admin-token",
             ADMIN_TOKEN,
+            "--mode",
+            "full",  # the test browses Storyboards too; with invites issued the default would be study mode
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
