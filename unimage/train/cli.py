@@ -102,6 +102,8 @@ class UniMAGECLI(LightningCLI):
             last = Path(self.config[self.subcommand].checkpoint.dirpath) / "last.ckpt"
             if last.exists():  # a file, or a folder (an FSDP sharded checkpoint)
                 cfg.ckpt_path = str(last)
+        if cfg.get("weights_only") is None:  # resume unpickles tensors and containers only (torch < 2.6 defaults False)
+            cfg.weights_only = True
 
 
 def build_cli(args: Sequence[str], run: bool = True) -> UniMAGECLI:
