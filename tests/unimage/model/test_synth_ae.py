@@ -104,7 +104,7 @@ def synth_keyframes(tmp_path_factory):
 def test_round_trip_on_synthstory_keyframes_and_unit_latents(synth_keyframes) -> None:
     kf = synth_keyframes
     assert len(kf.heldout) >= 4 and all(tuple(x.shape) == (3, 64, 64) for x in kf.fit + kf.heldout)
-    ae = fit_synth_ae(kf.fit, replace(get_config("tiny-synth").synth_ae, scaling="channel"))
+    ae = fit_synth_ae(kf.fit, get_config("tiny-synth").synth_ae)  # per-channel scaling
     held = torch.stack(kf.heldout)
     psnr = reconstruction_psnr(ae, kf.heldout)
     # Reference: PSNR of the pooled pixels by hand in numpy (torchmetrics' convention with data_range = 2).
@@ -123,9 +123,9 @@ def test_global_scaling_keeps_the_reconstruction_and_unit_mean_variance(synth_ke
     """``scaling="global"`` divides every component by one number (the RMS std): the same reconstruction, channel
     variances that average 1 and keep the PCA's order."""
     cfg = get_config("tiny-synth").synth_ae
-    assert cfg.scaling == "global"  # the measured better default of tiny-synth (issue 11 notes)
-    per_channel = fit_synth_ae(synth_keyframes.fit[:48], replace(cfg, scaling="channel"))
-    one = fit_synth_ae(synth_keyframes.fit[:48], cfg)
+    assert cfg.scaling == "channel"
+    per_channel = fit_synth_ae(synth_keyframes.fit[:48], cfg)
+    one = fit_synth_ae(synth_keyframes.fit[:48], replace(cfg, scaling="global"))
     assert torch.equal(one.basis, per_channel.basis) and bool((one.scale == one.scale[0]).all())
     x = torch.stack(synth_keyframes.fit[:48])
     assert torch.allclose(one.decode(one.encode(x)), per_channel.decode(per_channel.encode(x)), atol=1e-4)
@@ -154,11 +154,11 @@ def test_fit_is_deterministic_across_calls_and_thread_counts(synth_keyframes) ->
 
 def test_save_load_and_state_dict_round_trips(tmp_path) -> None:
     images, _ = _low_rank_images(rank=40, p=4, n_images=4, side=32, seed=2)
-    ae = fit_synth_ae(images, SynthAEConfig(patch_size=4, z_channels=16))
+    ae = fit_synth_ae(images, SynthAEConfig(patch_size=4, z_channels=16, scaling="global"))  # not the default
     ae.fit_info = {**ae.fit_info, "heldout_psnr_db": 31.5}
     path = ae.save(tmp_path / SYNTH_AE_FILE)
     back = SynthAE.from_safetensors(path)
-    assert back.config == ae.config and back.fit_info == ae.fit_info
+    assert back.config == ae.config and back.config.scaling == "global" and back.fit_info == ae.fit_info
     for key, t in ae.tensors().items():
         assert torch.equal(t, back.tensors()[key])
     x = torch.stack(images)
@@ -232,7 +232,7 @@ def test_synth_checkpoint_loads_through_the_normal_loader(synth_ckpt, tmp_path) 
     report = check_bagel_dir(synth_ckpt)
     assert report.config.ae == "synth" and report.ae_tensors == 3
     ckpt = load_bagel_dir(synth_ckpt)
-    assert isinstance(ckpt.vae, SynthAE) and ckpt.vae.is_fitted and ckpt.vae.config.scaling == "global"
+    assert isinstance(ckpt.vae, SynthAE) and ckpt.vae.is_fitted and ckpt.vae.config.scaling == "channel"
     assert ckpt.config == get_config("tiny-synth").replace(llm=ckpt.config.llm, tokens=ckpt.config.tokens)
     # save → load → identical (weights and the fit record).
     again = load_bagel_dir(save_bagel_dir(ckpt.model, tmp_path / "again", vae=ckpt.vae, tokenizer_dir=synth_ckpt))
