@@ -9,10 +9,13 @@ fails with probability ~1e-5).
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
-from dashboard.store import Criterion, StudySpec, open_store
+from sqlalchemy import select
+
+from dashboard.store import Criterion, StudySpec, open_store, schema
 from dashboard.store.design import shown_order
 from dashboard.store.types import LABELS
 
@@ -45,15 +48,38 @@ def test_reference_label_attack_is_at_chance(tmp_path: Path) -> None:
     )
     study_id = store.create_study(spec)
     item_ids = list(range(1, 2 * len(STORIES) + 1))  # a fresh database numbers the items from 1
-    hits = total = 0
-    for invite in store.issue_invites(study_id, ANNOTATORS):
-        guesses = _attacker_guess(invite.annotator_id, item_ids)
-        while (item := store.next_assignment(invite.token)) is not None:
-            panels = store.panels(invite.token, item.assignment_id)
-            truth = next(label for label, panel in zip(item.labels, panels) if panel.method == "ref")
-            hits += guesses[item.position] == truth
-            total += 1
-            store.skip(invite.token, item.assignment_id)
+    invites = store.issue_invites(study_id, ANNOTATORS)
+    # The truth as the app shows it: served through the store for the first annotator's queue ...
+    served = {}
+    while (item := store.next_assignment(invites[0].token)) is not None:
+        panels = store.panels(invites[0].token, item.assignment_id)
+        served[item.position] = next(label for label, p in zip(item.labels, panels) if p.method == "ref")
+        store.skip(invites[0].token, item.assignment_id)
+    # ... and, for every queue, from the stored seeds (what the store derives the labels from; checked against the
+    # served labels above), read in one query so the test stays fast.
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                schema.Assignment.annotator_id,
+                schema.Assignment.position,
+                schema.Assignment.seed,
+                schema.Item.methods_json,
+            )
+            .join(schema.Item, schema.Item.id == schema.Assignment.item_id)
+            .order_by(schema.Assignment.annotator_id, schema.Assignment.position)
+        ).all()
     store.close()
+    truth: dict[int, dict[int, str]] = {}
+    for r in rows:
+        assert json.loads(r.methods_json)[1] == "ref"  # a pair's slot 1 is the reference
+        truth.setdefault(r.annotator_id, {})[r.position] = LABELS[shown_order(r.seed, 2).index(1)]
+    assert truth[invites[0].annotator_id] == served
+    hits = total = 0
+    for invite in invites:
+        guesses = _attacker_guess(invite.annotator_id, item_ids)
+        for position, label in truth[invite.annotator_id].items():
+            hits += guesses[position] == label
+            total += 1
     assert total == ANNOTATORS * 48
+    print(f"attack: {hits}/{total} hits")
     assert 0.35 <= hits / total <= 0.65, f"the attack hit {hits}/{total}"
