@@ -11,7 +11,8 @@ bf16 autocast (its ``nested`` per-sample attention path; bf16 compute weights as
 fp32 weights its MoT projections' index-put fails under autocast); ours under bf16 autocast, in fp32, with bf16 weights, and unpacked (one sample
 per step, autocast). Steps run interleaved (round-robin over variants, several rounds, median), so every variant sees
 the same machine load. Peak RSS is measured per variant in a fresh subprocess (``python -m
-tests.benchmarks._engine_bench rss VARIANT N``), since a process's high-water mark cannot be split.
+tests.benchmarks._engine_bench rss VARIANT N STEPS``) that holds only that variant's model, with the high-water mark
+reset after construction: the peak of the training steps themselves.
 
 Run the whole table: ``python -m tests.benchmarks._engine_bench table`` (needs ``BAGEL_REPO`` for the official
 column), or through ``tests/benchmarks/test_train_bench.py``.
@@ -233,10 +234,29 @@ def _rss_child(variant: str, n: int, steps: int) -> None:
         import gc
 
         gc.collect()
+        # Building both models (and writing / loading the checkpoint) sets a high-water mark of its own: reset it
+        # (Linux: "5" > /proc/self/clear_refs resets VmHWM) so the number is the peak of the training steps.
+        reset = _reset_peak_rss()
         for _ in range(steps):
             engines.step(variant)
+        peak = _vm_hwm_mb() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         engines.close()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak)
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _vm_hwm_mb() > 0
+
+
+def _vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024  # kB
+    return 0.0
 
 
 def table(samples: tuple[int, ...] = (4, 16), threads: tuple[int, ...] = (1, 2), rounds: int = 3) -> list[dict]:
