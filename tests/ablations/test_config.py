@@ -127,16 +127,25 @@ def test_resolved_config_replays_to_the_same_hashes(tmp_path):
         assert again.stage_hashes() == arm.stage_hashes()
 
 
-@pytest.mark.parametrize("name", ["smoke", "table1"])
+@pytest.mark.parametrize("name", ["smoke", "synth-long", "table1"])
 def test_bundled_sweeps_parse(name):
     sweep = load_sweep(REPO / "ablations" / "sweeps" / f"{name}.yaml")
     assert sweep.name == name
     assert "unimage sweep ablations/sweeps/" in sweep.header  # the header states the launch command
-    if name == "smoke":
-        assert list(sweep.arms)[:3] == ["full", "no_id_prompting", "no_script_splitting"]
-        assert sweep.arms["no_id_prompting"].config["train"]["model"]["id_prompting"] is False
-        assert sweep.arms["no_script_splitting"].config["train"]["data"]["script_splitting"] is False
+    if name in ("smoke", "synth-long"):
+        groups = list(dict.fromkeys(a.group for a in sweep.arms.values()))
+        seeds = [a.seed for a in sweep.arms.values() if a.group == "full"]
+        assert len(seeds) >= 2 and len(set(seeds)) == len(seeds)  # several training seeds per arm
+        assert sweep.arms[f"no_id_prompting.seed{seeds[0]}"].config["train"]["model"]["id_prompting"] is False
         assert {a.config["evaluate"]["backbones"] for a in sweep.arms.values()} == {"toy"}
+        assert sweep.controls and sweep.reference == "full"
+        if name == "smoke":  # the main job: both ablations, the null arm and the ground truth
+            assert groups == ["full", "no_script_splitting", "no_id_prompting", "null_arm", "ground_truth"]
+            assert seeds == [0, 1, 2]
+            nss = sweep.arms["no_script_splitting.seed0"].config["train"]["data"]["script_splitting"]
+            assert nss is False
+            null = [a for a in sweep.arms.values() if a.role == "null"]
+            assert len(null) == 3 and all(a.config["train"] == sweep.arms["full.seed0"].config["train"] for a in null)
     else:
         ev = sweep.arms["unimage"].config["evaluate"]
         assert (ev["backbones"], ev["era"], ev["split"]) == ("official", "A", "full")

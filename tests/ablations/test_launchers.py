@@ -119,20 +119,24 @@ def test_cli_dry_run_prints_plan_and_commands(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert f"sweep smoke ({smoke}) → {tmp_path}/smoke, launcher local (dry run: nothing is run)" in out
-    assert f"arm full → {tmp_path}/smoke/full" in out
+    for seed in (0, 1, 2):  # an arm name selects all its seeds
+        assert f"arm full.seed{seed} → {tmp_path}/smoke/full.seed{seed}" in out
+        assert f"arm no_id_prompting.seed{seed} → " in out
     for stage in ("data", "train", "generate", "evaluate"):
         assert f"  run  {stage:<9} new " in out
     assert (
-        f"  $ unimage sweep {smoke} --arms full --stages data,train,generate,evaluate --no-progress --runs {tmp_path}"
-        in out
+        f"  $ unimage sweep {smoke} --arms full.seed1 --stages data,train,generate,evaluate --no-progress "
+        f"--runs {tmp_path}" in out
     )
-    assert "no_script_splitting" not in out
+    assert "no_script_splitting" not in out and "null_arm" not in out
     assert not (tmp_path / "smoke").exists()  # a dry run writes nothing
 
-    code = main(["sweep", str(smoke), "--dry-run", "--launcher", "slurm", "--arms", "full", "--runs", str(tmp_path)])
+    code = main(
+        ["sweep", str(smoke), "--dry-run", "--launcher", "slurm", "--arms", "full.seed0", "--runs", str(tmp_path)]
+    )
     assert code == 0
     out = capsys.readouterr().out
-    assert "(not written: dry run)" in out and "#SBATCH --job-name=smoke-full" in out
+    assert "(not written: dry run)" in out and "#SBATCH --job-name=smoke-full.seed0" in out
     assert not (tmp_path / "smoke").exists()
 
 
