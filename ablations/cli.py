@@ -44,6 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="arms run in this many parallel processes, one torch thread each (default: the number of cores)",
     )
     parser.add_argument(
+        "--no-controls", action="store_true", help="do not score the sweep's positive controls after the arms"
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             jobs=max(1, args.jobs),
             wait=args.wait,
+            controls=not args.no_controls,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -154,6 +154,7 @@ def run_sweep(
     keep_going: bool = True,
     jobs: int = 1,
     wait: float = 0.0,
+    controls: bool = True,
 ) -> SweepResult:
     """Run every selected arm's pending stages (module docstring).
 
@@ -169,6 +170,8 @@ def run_sweep(
         jobs: arms run in parallel processes (module docstring); 1 runs them one after the other in this process.
             Parallel runs need the sweep's file (the children load it) and the default stage functions.
         wait: seconds to wait for an arm another process holds (0: skip it at once, reported as failed).
+        controls: score the sweep's positive controls after the arms (the parallel children do not: the parent
+            does, once).
 
     Returns:
         A :class:`SweepResult`; failed stages are listed there, not raised.
@@ -191,7 +194,7 @@ def run_sweep(
             results.append(res)
             if res.failed and not keep_going:
                 break
-    if rank == 0 and sweep.controls and (stages is None or "evaluate" in stages):
+    if controls and rank == 0 and sweep.controls and (stages is None or "evaluate" in stages):
         _controls(sweep, root, say, results)
     return SweepResult(root, results, time.perf_counter() - start)
 
@@ -259,7 +262,7 @@ def _run_parallel(
         while queue and len(running) < jobs:
             plan, rest = queue.pop(0)
             cmd = [sys.executable, "-m", "ablations.cli", str(sweep.path), "--arms", plan.arm.name, "--jobs", "1"]
-            cmd += ["--stages", ",".join(rest), "--no-progress", "--wait", str(wait)]
+            cmd += ["--stages", ",".join(rest), "--no-progress", "--wait", str(wait), "--no-controls"]
             if runs is not None:
                 cmd += ["--runs", str(runs)]
             log_path = plan.paths.launch / "sweep.log"

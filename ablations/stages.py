@@ -214,6 +214,10 @@ def train_config(ctx: StageContext) -> dict[str, Any]:
     cfg = deep_merge(base, section)
     cfg["run_dir"] = str(ctx.paths.checkpoints)
     cfg.setdefault("seed_everything", ctx.config["seed"])
+    # model.seed seeds everything a training run draws (init, data order, splits, dropout, flow noise): the arm's
+    # seed must reach it, or every "seed" of an arm trains the same model (unless the sweep pins train.model.seed).
+    if "seed" not in (section.get("model") or {}):
+        cfg.setdefault("model", {})["seed"] = ctx.config["seed"]
     data = cfg.setdefault("data", {})
     if data.get("synthstory") is None and ctx.config["data"].get("synthstory") is not None:
         data["synthstory"] = str(data_dir(ctx))

@@ -57,6 +57,22 @@ def test_seeds_expand_every_trained_arm_and_the_null_arm_copies_its_target():
     assert sweep.arms["no_ss.seed1"].info() == {"arm": "no_ss", "seed": 1, "role": "ablation", "reference": "full"}
 
 
+def test_each_seed_reaches_the_training_config(tmp_path):
+    """The arm's seed must become ``model.seed`` (init, data order, noise), else all seeds train one model."""
+    from ablations.stages import ArmPaths, StageContext, train_config
+
+    (tmp_path / "x.yaml").write_text("model:\n  seed: 0\n  lr: 1.0\n", encoding="utf-8")
+    doc = _doc(full={}, pinned={"overrides": {"train.model.seed": 5}})
+    doc["base"]["train"]["config"] = str(tmp_path / "x.yaml")
+    sweep = parse_sweep(doc, tmp_path / "s.yaml")
+    got = {}
+    for name, arm in sweep.arms.items():
+        ctx = StageContext(sweep=sweep, arm=arm, paths=ArmPaths(tmp_path / name), sweep_dir=tmp_path)
+        got[name] = train_config(ctx)["model"]["seed"]
+    assert got == {"full.seed0": 0, "full.seed1": 1, "full.seed2": 2, "pinned.seed0": 5, "pinned.seed1": 5,
+                   "pinned.seed2": 5}  # fmt: skip
+
+
 def test_without_seeds_an_arm_keeps_its_name():
     doc = _doc(full={})
     del doc["seeds"]
