@@ -30,7 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t1.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over stories for error bars")
     add_effects_options(t1)
     t1.set_defaults(func=run_table1)
-    ef = sub.add_parser("effects", help="effects of a multi-seed sweep (arm vs reference), controls, forest plot, sheets")
+    ef = sub.add_parser(
+        "effects", help="effects of a multi-seed sweep (arm vs reference), controls, forest plot, sheets"
+    )
     ef.add_argument("sweep", type=Path, help="sweep folder with one arm.json per run (runs/<sweep>)")
     ef.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: <sweep>/report)")
     add_effects_options(ef)

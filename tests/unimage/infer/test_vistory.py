@@ -181,7 +181,9 @@ def test_given_scripts_are_rendered_instead_of_the_story_json_conversion(directo
     ids = story_ids(synth_eval)[:2]
     bad = tmp_path / "bad_scripts"
     bad.mkdir()
-    (bad / f"{ids[1]}.txt").write_text("<User>: hello\n\n<Frame1>: one shot only.\n<Video1>: still.\n", encoding="utf-8")
+    (bad / f"{ids[1]}.txt").write_text(
+        "<User>: hello\n\n<Frame1>: one shot only.\n<Video1>: still.\n", encoding="utf-8"
+    )
     report = generate_vistory(
         synth_eval, director, "unimage", "given", outputs=tmp_path / "o", progress=False, stories=ids, scripts=scripts
     )
