@@ -409,11 +409,10 @@ def _expand(
     null_of = raw.pop("null_of", None)
     arm_seeds = _seeds(raw.pop("seeds", None), f"{at}.seeds")
     if null_of is not None:
-        target = arms_raw.get(null_of)
-        if (not isinstance(target, dict) and target is not None) or null_of not in arms_raw or null_of == name:
+        if null_of not in arms_raw or null_of == name:
             raise SweepError(f"{at}.null_of: {null_of!r} is not another arm of the sweep")
-        target = target or {}
-        if target.get("external") or target.get("null_of"):
+        target = arms_raw[null_of] or {}
+        if not isinstance(target, dict) or target.get("external") or target.get("null_of"):
             raise SweepError(f"{at}.null_of: {null_of!r} must be a trained arm")
         if arm_seeds is None:
             raise SweepError(f"{at}: a null arm needs its own seeds (other than {null_of!r}'s)")
@@ -422,7 +421,7 @@ def _expand(
     if arm.external:
         return [dataclasses.replace(arm, group=name, role="external")]
     role = "null" if null_of is not None else "reference" if name == reference else "ablation"
-    ref = None if role == "reference" else (null_of if null_of is not None and reference is None else reference)
+    ref = None if role == "reference" else reference  # a null arm's target is trained, so reference is set
     run_seeds = arm_seeds or seeds
     if run_seeds is None:
         return [dataclasses.replace(arm, group=name, seed=int(arm.config["seed"]), role=role, reference=ref)]

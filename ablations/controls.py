@@ -92,10 +92,10 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
         rows += oracle_rows(gt_dir, story_dirs(outputs / method / mode / "en" / _RUN[2]))
         return {(r.story, r.metric): r for r in rows}
 
-    from ablations.stages import _judge_for
+    from ablations.stages import judge_for
 
     backbones = load_backbones(ev["backbones"], weights_dir=ev.get("weights"), device="cpu", era=ev["era"])
-    judge = _judge_for(ev, root) if "prompt_align" in ev["metrics"] else None
+    judge = judge_for(ev, root) if "prompt_align" in ev["metrics"] else None
     gt_outputs = data / "eval" / "outputs"
     clean = score(CLEAN, gt_outputs, GT_OUTPUT_RUN[0], GT_OUTPUT_RUN[1])
     long_rows: list[tuple[str, LongRow, float | None]] = []

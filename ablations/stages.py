@@ -386,10 +386,11 @@ def diagnostic_rows(ctx: StageContext) -> list[Any]:
 
 def make_judge(ctx: StageContext) -> Any:
     """The Prompt Alignment judge named by ``evaluate.judge`` (answers cached per sweep, so no question is paid twice)."""
-    return _judge_for(ctx.config["evaluate"], ctx.sweep_dir)
+    return judge_for(ctx.config["evaluate"], ctx.sweep_dir)
 
 
-def _judge_for(ev: dict[str, Any], sweep_dir: Path) -> Any:
+def judge_for(ev: dict[str, Any], sweep_dir: Path) -> Any:
+    """The judge named by an ``evaluate`` section, caching its answers under ``<sweep_dir>/_judge_cache``."""
     if ev["judge"] == "toy":
         from bench.judge.toy import ToyJudge
 
