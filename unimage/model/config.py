@@ -209,6 +209,20 @@ LLM_SIZES: dict[str, LLMConfig] = {
         bos_token_id=256,
         eos_token_id=258,
     ),
+    # "small" with the tiny byte vocabulary: the decoder of the synth-long sweep (issue 11), wide and deep enough to bind a
+    # character's name to its look and place in a keyframe, which the 64-wide, 2-layer "tiny" does not learn on CPU.
+    "small-bytes": LLMConfig(
+        vocab_size=640,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        rope_theta=10_000.0,
+        max_position_embeddings=8192,
+        bos_token_id=256,
+        eos_token_id=258,
+    ),
     "bagel-7b-mot": LLMConfig(),
 }
 
@@ -426,6 +440,20 @@ MODEL_SIZES: dict[str, ModelConfig] = {
         tokens=_byte_tokenizer_tokens(),
         ae="synth",
         synth_ae=SynthAEConfig(patch_size=8, z_channels=64, scaling="channel"),
+    ),
+    # The synth-long model (issue 11): the "small-bytes" decoder (hidden 256, 4 layers, 8.4M parameters in the two
+    # experts) with a finer synth latent: 4x4 patches -> 16 channels, 2x2 latent patches per token, so a 64 px keyframe
+    # is 8x8 = 64 tokens of 8x8 pixels (tiny-synth: 4x4 = 16 tokens of 16x16 pixels, coarser than a figure's head).
+    "small-synth": ModelConfig(
+        llm=LLM_SIZES["small-bytes"],
+        vit=VIT_SIZES["tiny"],
+        vae=VAE_SIZES["tiny"],
+        max_latent_size=16,
+        vit_max_num_patch_per_side=VIT_SIZES["tiny"].num_patches_per_side,
+        attention_backend="sdpa",
+        tokens=_byte_tokenizer_tokens(),
+        ae="synth",
+        synth_ae=SynthAEConfig(patch_size=4, z_channels=16, scaling="channel"),
     ),
     "small": ModelConfig(
         llm=LLM_SIZES["small"],
