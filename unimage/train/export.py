@@ -152,7 +152,9 @@ def export_checkpoint(
     ckpt = load_checkpoint_file(ckpt_path, trust_pickle)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{ckpt_path}: not a UniMAGETrainModule checkpoint (no hyper_parameters / state_dict)")
-    module = UniMAGETrainModule(**ckpt["hyper_parameters"])
+    # LightningCLI adds its own entries (``_instantiator``, ``_class_path``) to the saved hyper-parameters.
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not str(k).startswith("_")}
+    module = UniMAGETrainModule(**hparams)
     module.configure_model()
     module.load_state_dict(ckpt["state_dict"], strict=True)
     ema: EMA | None = None
