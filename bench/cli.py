@@ -4,7 +4,9 @@
         [--era A] [--metrics csd cids ...] [--backbones official|toy] [--weights DIR] [--judge toy|openai]
         [--rubrics DIR] [--fix QUIRK ...] [--out DIR]
 
-Heavy imports (torch, the backbones) happen inside the command function, so ``unimage --help`` stays fast.
+The options are generated from ``bench.evaluate.EvalConfig`` and :class:`Scoring` (``cliargs``): types, defaults
+and help texts are the dataclasses' fields and docstrings. ``--fix`` is the old spelling of ``--fixes`` (both
+repeatable); ``--no-progress`` is the negative of ``--progress``.
 """
 
 from __future__ import annotations
@@ -12,124 +14,58 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-METRIC_CHOICES = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
-#: `bench.quirks.QUIRKS` names, repeated here so `unimage --help` imports nothing heavy (a test keeps them equal).
-QUIRK_NAMES = (
-    "gpt-eval-matching",
-    "gpt-eval-crops",
-    "drop-empty-boxes-first",
-    "align-face-rows",
-    "arcface-threshold-reset",
-    "unrounded-story-means",
-    "occm-empty-story-nan",
-    "cids-all-ref-formats",
-    "copy-paste-mirror-no-face",
-    "inception-split-only",
-    "zero-based-shift",
-    "latest-nested-run",
-    "first-duplicate-shot",
-    "any-shot-folder",
-)
+from cliargs import add_dataclass_arguments, given_values
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What scores the outputs: the backbones and the prompt-alignment judge (the options of ``bench evaluate``
+    besides ``EvalConfig``'s; provenance records what they loaded).
+
+    Attributes:
+        backbones: ``official`` = the ViStoryBench networks from ``--weights``; ``toy`` = weight-free, NOT comparable
+            with published numbers.
+        weights: ViStoryBench weight bundle directory (needed for ``--backbones official``).
+        device: Device the backbones run on.
+        judge: Prompt-alignment judge (``openai`` = an OpenAI-compatible API).
+        judge_model: Judge model id (None = env MODEL_ID, else gpt-4.1).
+        judge_base_url: Judge base URL (None = env BASE_URL).
+        judge_cache: Judge answer cache directory (None = ``<results root>/judge_cache``).
+        rubrics: The official rubric folder (``<ViStoryBench checkout>/vistorybench/bench/prompt_align/user_prompts``);
+            None = found beside ``--weights``, else this project's own texts and Alignment is marked NOT comparable.
+    """
+
+    backbones: Literal["official", "toy"] = "toy"
+    weights: Path | None = None
+    device: str = "cpu"
+    judge: Literal["toy", "openai"] = "toy"
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_cache: Path | None = None
+    rubrics: Path | None = None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``bench`` subcommands to ``parser``."""
+    """Add the ``bench`` subcommands to ``parser``; the options are generated from ``EvalConfig`` and `Scoring`."""
+    # EvalConfig lives beside the evaluator, so building this parser imports torch (``bench evaluate --help`` too).
+    from bench.evaluate import METRICS, EvalConfig
+    from bench.quirks import QUIRKS
+
     sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
     ev = sub.add_parser("evaluate", help="score one method's generated images with the ViStoryBench metrics")
-    ev.add_argument(
-        "--dataset",
-        type=Path,
-        required=True,
-        help="dataset root: <ROOT>/<NN>/story.json (the official 'ViStory' folder)",
+    options: dict[str, dict[str, Any]] = {
+        "lang": {"choices": ("en", "ch")},
+        "metrics": {"choices": METRICS, "metavar": "METRIC"},
+        "fixes": {"choices": tuple(QUIRKS), "metavar": "QUIRK"},
+    }
+    add_dataclass_arguments(
+        ev.add_argument_group("evaluation (EvalConfig)"), EvalConfig, aliases={"fixes": ["--fix"]}, options=options
     )
-    ev.add_argument(
-        "--outputs",
-        type=Path,
-        required=True,
-        help="outputs root: <DIR>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/<story>/shots/",
-    )
-    ev.add_argument("--method", required=True, help="method folder under --outputs")
-    ev.add_argument("--mode", default=None, help="mode folder (default: the method's only mode)")
-    ev.add_argument(
-        "--lang",
-        default="en",
-        choices=("en", "ch"),
-        help="which language's outputs to read (texts are English, as officially)",
-    )
-    ev.add_argument("--split", default="full", choices=("full", "lite"))
-    ev.add_argument(
-        "--era", default="A", choices=("A", "B", "C"), help="metric conventions; A = the paper's Table 1 (default)"
-    )
-    ev.add_argument(
-        "--metrics",
-        nargs="+",
-        default=list(METRIC_CHOICES),
-        choices=METRIC_CHOICES,
-        metavar="METRIC",
-        help=f"subset of {METRIC_CHOICES}",
-    )
-    ev.add_argument("--timestamp", default=None, help="outputs run folder YYYYMMDD_HHMMSS (default: the latest)")
-    ev.add_argument(
-        "--pairing",
-        default=None,
-        choices=("index", "positional"),
-        help="image-shot pairing (default: the era's official one, positional for A, by file number for B/C; another choice marks the row non-comparable)",
-    )
-    ev.add_argument(
-        "--backbones",
-        default="toy",
-        choices=("official", "toy"),
-        help="toy = weight-free, NOT comparable with published numbers",
-    )
-    ev.add_argument(
-        "--weights",
-        type=Path,
-        default=None,
-        help="ViStoryBench weight bundle directory (needed for --backbones official)",
-    )
-    ev.add_argument(
-        "--judge",
-        default="toy",
-        choices=("toy", "openai"),
-        help="prompt-alignment judge (openai = OpenAI-compatible API)",
-    )
-    ev.add_argument("--judge-model", default=None, help="judge model id (default: env MODEL_ID, else gpt-4.1)")
-    ev.add_argument("--judge-base-url", default=None, help="judge base URL (default: env BASE_URL)")
-    ev.add_argument(
-        "--judge-cache",
-        type=Path,
-        default=None,
-        help="judge answer cache directory (default: <results root>/judge_cache)",
-    )
-    ev.add_argument(
-        "--rubrics",
-        type=Path,
-        default=None,
-        help="the official rubric folder (<ViStoryBench checkout>/vistorybench/bench/prompt_align/user_prompts); "
-        "default: found beside --weights, else this project's own texts and Alignment is marked NOT comparable",
-    )
-    ev.add_argument(
-        "--fix",
-        action="append",
-        default=[],
-        metavar="QUIRK",
-        choices=QUIRK_NAMES,
-        help="replace an official quirk by the corrected behaviour (repeatable; marks the row non-comparable): "
-        + ", ".join(QUIRK_NAMES),
-    )
-    ev.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results folder (default: <outputs>/../bench_results/<method>/<mode>/<lang>/<ts>-era<E>-<split>)",
-    )
-    ev.add_argument("--device", default="cpu")
-    ev.add_argument("--batch-size", type=int, default=16)
-    ev.add_argument("--chunk-images", type=int, default=64, help="images per resume chunk")
-    ev.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(ev.add_argument_group("scoring"), Scoring)
     ev.set_defaults(func=run_evaluate)
 
 
@@ -142,25 +78,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bench.outputs import OutputsError
 
     try:
-        cfg = EvalConfig(
-            dataset=args.dataset,
-            outputs=args.outputs,
-            method=args.method,
-            mode=args.mode,
-            lang=args.lang,
-            split=args.split,
-            era=args.era,
-            metrics=tuple(args.metrics),
-            timestamp=args.timestamp,
-            pairing=args.pairing,
-            out=args.out,
-            batch_size=args.batch_size,
-            chunk_images=args.chunk_images,
-            progress=not args.no_progress,
-            fixes=tuple(args.fix),
-        )
-        backbones = load_backbones(args.backbones, weights_dir=args.weights, device=args.device, era=args.era)
-        judge = make_judge(args) if "prompt_align" in cfg.metrics else None
+        cfg = EvalConfig(**given_values(args, EvalConfig))
+        scoring = Scoring(**given_values(args, Scoring))
+        backbones = load_backbones(scoring.backbones, weights_dir=scoring.weights, device=scoring.device, era=cfg.era)
+        judge = make_judge(scoring, cfg) if "prompt_align" in cfg.metrics else None
         report = evaluate(cfg, backbones, judge)
     except (DatasetError, OutputsError, BackboneError, JudgeError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -179,27 +100,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_judge(args: argparse.Namespace) -> Any:
-    """Build the judge named by ``--judge``."""
-    if args.judge == "toy":
+def make_judge(scoring: Scoring, cfg: Any) -> Any:
+    """Build the judge named by ``--judge`` for the evaluation ``cfg`` (an ``EvalConfig``)."""
+    if scoring.judge == "toy":
         from bench.judge.toy import ToyJudge
 
         return ToyJudge()
     from bench.judge import make_judge as make
 
     # Default cache beside the results, so a rerun (or a resumed run) asks the API nothing twice.
-    cache_dir = args.judge_cache or (args.out or args.outputs.parent / "bench_results") / "judge_cache"
-    if args.rubrics is None:
+    cache_dir = scoring.judge_cache or (cfg.out or Path(cfg.outputs).parent / "bench_results") / "judge_cache"
+    rubrics = scoring.rubrics
+    if rubrics is None:
         from bench.judge.openai import find_rubrics
 
-        args.rubrics = find_rubrics(args.weights)
-        if args.rubrics is not None:
-            print(f"note: official rubrics found at {args.rubrics}", file=sys.stderr)
+        rubrics = find_rubrics(scoring.weights)
+        if rubrics is not None:
+            print(f"note: official rubrics found at {rubrics}", file=sys.stderr)
     return make(
         "openai",
-        model=args.judge_model,
-        base_url=args.judge_base_url,
-        era=args.era,
-        rubrics_dir=args.rubrics,
+        model=scoring.judge_model,
+        base_url=scoring.judge_base_url,
+        era=cfg.era,
+        rubrics_dir=rubrics,
         cache_dir=cache_dir,
     )

@@ -1,7 +1,9 @@
 """The Director's commands: ``unimage write | extend | continue | render | generate-vistory``.
 
-Thin wrappers over ``unimage.infer.director`` and ``unimage.infer.vistory``; each command has its own tiny module
-(``cmd_*.py``) so the top-level dispatcher can register it. Scripts are read from ``.txt`` (script text) or ``.json``
+Thin wrappers over ``unimage.infer.director`` and ``unimage.infer.vistory``; the top-level dispatcher registers
+each ``configure_<command>``. The sampling options are generated from ``SamplingConfig`` (``cliargs``): their
+types, defaults and help texts are its fields and docstring, old spellings (``--steps``, ``--height``,
+``--no-cache``, ``--sample``) kept as aliases. Scripts are read from ``.txt`` (script text) or ``.json``
 (``unimage script parse --json`` output) and written as text, or as JSON when the output name ends in ``.json``.
 
 Exit codes: 0 success, 1 generation failed (problems printed), 2 bad input (unreadable file, bad arguments).
@@ -12,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cliargs import add_dataclass_arguments, given_values
 from unimage.data.atomic import atomic_write_bytes, atomic_write_text
+from unimage.infer.config import SamplingConfig
 
 __all__ = ["configure_continue", "configure_extend", "configure_render", "configure_vistory", "configure_write"]
 
@@ -32,85 +37,55 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="cast the weights")
 
 
-def _add_text_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("script decoding (defaults: BAGEL's, see unimage.infer.config)")
-    g.add_argument("--seed", type=int, default=None, help="seed of every random draw (default 0)")
-    g.add_argument("--sample", dest="do_sample", action="store_true", default=None, help="sample instead of greedy")
-    g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--top-p", dest="top_p", type=float, default=None)
-    g.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
-    g.add_argument("--max-entry-tokens", dest="max_entry_tokens", type=int, default=None)
-    g.add_argument("--max-shots", dest="max_shots", type=int, default=None, help="cap of an open-ended call")
-    g.add_argument("--no-cache", dest="use_cache", action="store_false", default=None, help="recompute every token")
-
-
-def _add_image_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("keyframes (defaults: BAGEL interleave_inference, see unimage.infer.config)")
-    if not any(a.dest == "seed" for a in parser._actions):
-        g.add_argument("--seed", type=int, default=None, help="seed of every random draw (default 0)")
-    g.add_argument("--steps", dest="num_timesteps", type=int, default=None, help="flow timesteps N (50)")
-    g.add_argument("--shift", dest="timestep_shift", type=float, default=None, help="timestep shift (3.0)")
-    g.add_argument("--cfg-text-scale", dest="cfg_text_scale", type=float, default=None)
-    g.add_argument("--cfg-img-scale", dest="cfg_img_scale", type=float, default=None)
-    g.add_argument("--cfg-interval", dest="cfg_interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None)
-    g.add_argument("--cfg-renorm-type", dest="cfg_renorm_type", choices=("global", "channel", "text_channel"))
-    g.add_argument("--cfg-renorm-min", dest="cfg_renorm_min", type=float, default=None)
-    g.add_argument(
-        "--no-batch-cfg",
-        dest="batch_cfg",
-        action="store_false",
-        default=None,
-        help="run the CFG branches one after another instead of as one batched forward",
-    )
-    g.add_argument("--height", dest="image_height", type=int, default=None, help="pixels (1024, clamped to the model)")
-    g.add_argument("--width", dest="image_width", type=int, default=None)
-    g.add_argument("--vae-max-size", dest="vae_max_size", type=int, default=None, help="context VAE copy (1024)")
-    g.add_argument("--vae-min-size", dest="vae_min_size", type=int, default=None, help="context VAE copy (512)")
-    g.add_argument("--vit-max-size", dest="vit_max_size", type=int, default=None, help="context ViT copy (980)")
-    g.add_argument("--vit-min-size", dest="vit_min_size", type=int, default=None, help="context ViT copy (224)")
-    g.add_argument(
-        "--sizes-from-run",
-        dest="sizes_from_run",
-        type=Path,
-        default=None,
-        help="take keyframe and context image sizes from a training run's config.yaml (data.images)",
-    )
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-
-
-_CONFIG_KEYS = (
+# The SamplingConfig fields each command takes: script decoding for write/extend/continue, keyframes (every other
+# field) for render/generate-vistory; `seed` for both. Options, types, defaults and help come from SamplingConfig.
+TEXT_FIELDS = (
     "seed",
     "do_sample",
     "temperature",
     "top_p",
     "max_new_tokens",
     "max_entry_tokens",
+    "max_characters",
+    "max_environments",
     "max_shots",
     "use_cache",
-    "num_timesteps",
-    "timestep_shift",
-    "cfg_text_scale",
-    "cfg_img_scale",
-    "cfg_interval",
-    "cfg_renorm_type",
-    "cfg_renorm_min",
-    "batch_cfg",
-    "image_height",
-    "image_width",
-    "vae_max_size",
-    "vae_min_size",
-    "vit_max_size",
-    "vit_min_size",
 )
+# Spellings the commands had before the options were generated (README and scripts use them).
+_ALIASES = {
+    "do_sample": ["--sample"],
+    "use_cache": ["--cache"],
+    "num_timesteps": ["--steps"],
+    "timestep_shift": ["--shift"],
+    "image_height": ["--height"],
+    "image_width": ["--width"],
+}
+_OPTIONS = {"cfg_interval": {"metavar": ("LOW", "HIGH")}}
 
 
-def sampling_config(args: argparse.Namespace) -> Any:
-    """The ``SamplingConfig`` of BAGEL's defaults with the flags that were given."""
-    from unimage.infer.config import SamplingConfig
+def _add_sampling_args(parser: argparse.ArgumentParser, *, text: bool) -> None:
+    title = "script decoding" if text else "keyframes"
+    g = parser.add_argument_group(f"{title} (SamplingConfig; defaults: BAGEL's)")
+    names = [f.name for f in fields(SamplingConfig)]
+    only = TEXT_FIELDS if text else ("seed", *(n for n in names if n not in TEXT_FIELDS))
+    add_dataclass_arguments(g, SamplingConfig, only=only, aliases=_ALIASES, options=_OPTIONS)
+    if not text:
+        g.add_argument(
+            "--sizes-from-run",
+            dest="sizes_from_run",
+            type=Path,
+            default=None,
+            help="take keyframe and context image sizes from a training run's config.yaml (data.images); "
+            "size options given as well win",
+        )
+        g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    """The ``SamplingConfig`` of BAGEL's defaults (or a training run's sizes) with the options that were given."""
     run = getattr(args, "sizes_from_run", None)
     base = SamplingConfig.for_training_run(run) if run is not None else SamplingConfig()
-    return base.replace(**{k: getattr(args, k, None) for k in _CONFIG_KEYS})
+    return base.replace(**given_values(args, SamplingConfig))
 
 
 def _director(args: argparse.Namespace) -> Any:
@@ -196,7 +171,7 @@ def configure_write(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="script file (.txt, or .json)")
     parser.add_argument("--shots", type=int, default=None, help="exactly N shots (default: the model decides)")
     _add_model_args(parser)
-    _add_text_args(parser)
+    _add_sampling_args(parser, text=True)
     parser.set_defaults(func=_guard(_run_write))
 
 
@@ -214,7 +189,7 @@ def configure_extend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="output script file")
     parser.add_argument("--shots", type=int, default=None, help="exactly N new shots (default: the model decides)")
     _add_model_args(parser)
-    _add_text_args(parser)
+    _add_sampling_args(parser, text=True)
     parser.set_defaults(func=_guard(_run_extend))
 
 
@@ -233,7 +208,7 @@ def configure_continue(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, default=1, help="shots per continuation (default 1)")
     parser.add_argument("--times", type=int, default=1, help="continue this many times in a row (default 1)")
     _add_model_args(parser)
-    _add_text_args(parser)
+    _add_sampling_args(parser, text=True)
     parser.set_defaults(func=_guard(_run_continue))
 
 
@@ -255,7 +230,7 @@ def configure_render(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("script", type=Path, help="script file (.txt or .json)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     _add_model_args(parser)
-    _add_image_args(parser)
+    _add_sampling_args(parser, text=False)
     parser.set_defaults(func=_guard(_run_render))
 
 
@@ -294,7 +269,7 @@ def configure_vistory(parser: argparse.ArgumentParser) -> None:
         help="render N stories in lockstep, one batched forward per denoising step (default: 4 on CUDA, 1 on CPU)",
     )
     _add_model_args(parser)
-    _add_image_args(parser)
+    _add_sampling_args(parser, text=False)
     parser.set_defaults(func=_guard(_run_vistory))
 
 
