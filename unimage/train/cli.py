@@ -14,7 +14,6 @@ order) and ``train_status.json``. A rerun with the same ``run_dir`` resumes from
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from unimage.train.ema import EMA
 from unimage.train.export import BagelExport
 from unimage.train.module import UniMAGETrainModule
 
-__all__ = ["UniMAGECLI", "configure", "main"]
+__all__ = ["UniMAGECLI", "build_cli", "main"]
 
 CONFIG_FILE = "config.yaml"
 
@@ -124,35 +123,16 @@ def build_cli(args: Sequence[str], run: bool = True) -> UniMAGECLI:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m unimage.train.cli [fit] --config FILE.yaml ...``; returns the exit code."""
+    """``unimage fit ...`` / ``python -m unimage.train.cli [fit] --config FILE.yaml ...``; returns the exit code.
+
+    ``unimage`` hands this function every argument after ``fit`` unchanged (``unimage.cli.OWN_ARGV``): LightningCLI
+    parses them, so ``--config``, dotted overrides, ``--print_config`` and ``--help`` are all its own.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "fit":
         args = args[1:]
     build_cli(args)
     return 0
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """``unimage fit``: every argument after ``fit`` goes to LightningCLI unchanged (it owns its argv)."""
-    parser.add_argument(
-        "lightning_args", nargs="*", help="--config FILE.yaml, dotted overrides, --print_config, --help"
-    )
-
-    def take_all(
-        args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        ns = namespace if namespace is not None else argparse.Namespace()
-        ns.lightning_args = list(args or [])
-        ns.func = run
-        return ns, []
-
-    parser.parse_known_args = take_all  # type: ignore[method-assign,assignment]
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``fit`` with the collected arguments."""
-    return main(list(args.lightning_args))
 
 
 if __name__ == "__main__":
