@@ -209,6 +209,44 @@ def _tail(exc: BaseException, limit: int = 2000) -> str:
     return text[-limit:]
 
 
+def _run_step(name: str, title: str, fn: StepFn, ctx: StepContext, box: float) -> StepReport:
+    """Run one step in its box and report it: a step that raises is an error, never the end of the run."""
+    rep = StepReport(name, title, "ok", box_s=box)
+    try:
+        fn(ctx)
+    except StepSkipped as exc:
+        rep.status, rep.reason = "skipped", str(exc)
+    except StepTimeout as exc:
+        rep.status, rep.reason = "timeout", str(exc)
+    except Exception as exc:  # a broken step must not cost the others their turn
+        rep.status, rep.reason = "error", _tail(exc)
+    finally:
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+    rep.wall_s, rep.results, rep.checks = ctx.deadline.elapsed(), ctx.results, ctx.checks
+    if rep.status == "ok" and not all(c.passed for c in rep.checks):
+        bad = [c.name for c in rep.checks if not c.passed]
+        rep.status, rep.reason = "failed", f"checks failed: {', '.join(bad)}"
+    if rep.status == "ok" and ctx.deadline.expired():
+        rep.reason = f"finished {-ctx.deadline.remaining():.1f} s over its box"
+    return rep
+
+
+def _interrupted(
+    ctx: StepContext, name: str, title: str, budget_s: float, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The record of the step the watchdog stopped (what it had done so far), after running its cleanups."""
+    rep = StepReport(name, title, "timeout", f"watchdog: the run's budget ({budget_s:.0f} s) ran out here")
+    rep.results, rep.checks, rep.box_s = ctx.results, ctx.checks, ctx.deadline.seconds
+    rep.wall_s = ctx.deadline.elapsed()
+    for cleanup in ctx.cleanups:
+        try:
+            cleanup()
+        except Exception as exc:  # the record must still be written
+            log(f"gpucheck: cleanup failed: {exc!r}")
+    return rep.to_dict()
+
+
 def run_steps(
     steps: dict[str, tuple[str, StepFn]],
     selected: list[str],
@@ -270,16 +308,9 @@ def run_steps(
     def watchdog() -> None:
         with lock:
             if current:
-                ctx, name, title = current["ctx"], current["name"], current["title"]
-                rep = StepReport(name, title, "timeout", f"watchdog: the run's budget ({budget_s:.0f} s) ran out here")
-                rep.results, rep.checks, rep.box_s = ctx.results, ctx.checks, ctx.deadline.seconds
-                rep.wall_s = ctx.deadline.elapsed()
-                doc["steps"][name] = rep.to_dict()
-                for cleanup in ctx.cleanups:
-                    try:
-                        cleanup()
-                    except Exception as exc:  # the record must still be written
-                        log(f"gpucheck: cleanup failed: {exc!r}")
+                doc["steps"][current["name"]] = _interrupted(
+                    current["ctx"], current["name"], current["title"], budget_s, log
+                )
             for s in doc["steps"].values():
                 if s["reason"] == "not reached":
                     s["reason"] = "not reached: the run's budget ran out (watchdog)"
@@ -302,24 +333,7 @@ def run_steps(
             with lock:
                 current.update(ctx=ctx, name=name, title=title)
             log(f"gpucheck: {name} ({title}), box {box:.0f} s")
-            rep = StepReport(name, title, "ok", box_s=box)
-            try:
-                fn(ctx)
-            except StepSkipped as exc:
-                rep.status, rep.reason = "skipped", str(exc)
-            except StepTimeout as exc:
-                rep.status, rep.reason = "timeout", str(exc)
-            except Exception as exc:  # a broken step must not cost the others their turn
-                rep.status, rep.reason = "error", _tail(exc)
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            rep.wall_s, rep.results, rep.checks = ctx.deadline.elapsed(), ctx.results, ctx.checks
-            if rep.status == "ok" and not all(c.passed for c in rep.checks):
-                bad = [c.name for c in rep.checks if not c.passed]
-                rep.status, rep.reason = "failed", f"checks failed: {', '.join(bad)}"
-            if rep.status == "ok" and ctx.deadline.expired():
-                rep.reason = f"finished {-ctx.deadline.remaining():.1f} s over its box"
+            rep = _run_step(name, title, fn, ctx, box)
             with lock:
                 current.clear()
                 doc["steps"][name] = rep.to_dict()
