@@ -202,15 +202,40 @@ class CharacterMatcher:
             ]
             listed[(si, shot)] = keys
             n_listed = len(_shot(story, shot).character_keys)
-            if self._gpt_eval(profile) and "gpt-eval-crops" not in self.fixes:
-                crops = det.raw_crops(im)
-            elif profile == "clip_all" or self.era == "C":
-                crops = det.crops(im)
-            elif "drop-empty-boxes-first" in self.fixes:
-                crops = det.top(min(len(det), n_listed)).crops(im)
-            else:  # official A/B CIDS: top-k of every box by score, then the empty ones dropped
-                crops = det.top_then_drop(min(det.n_raw, n_listed), *im.size).crops(im)
-            candidates[(si, shot)] = (det, crops)
+            candidates[(si, shot)] = (det, self._candidate_crops(det, im, n_listed, profile))
+        encoded = self._encode_candidates(stories, listed, candidates, profile)
+
+        results = [StoryMatches(s.story_id, {}, {}, {}) for s in stories]
+        for (si, shot), keys in listed.items():
+            det, crops = candidates[(si, shot)]
+            sm = ShotMatch(shot=shot, n_boxes=len(det), crops=crops)
+            results[si].shots[shot] = sm
+            if keys and crops:
+                self._match_shot(stories[si], si, sm, keys, encoded, results[si], profile)
+        return results
+
+    def _candidate_crops(self, det: Detections, im: Image.Image, n_listed: int, profile: Profile) -> list[Image.Image]:
+        """The crops of one shot that are matched against its ``n_listed`` characters (the era's box rule)."""
+        if self._gpt_eval(profile) and "gpt-eval-crops" not in self.fixes:
+            return det.raw_crops(im)
+        if profile == "clip_all" or self.era == "C":
+            return det.crops(im)
+        if "drop-empty-boxes-first" in self.fixes:
+            return det.top(min(len(det), n_listed)).crops(im)
+        # official A/B CIDS: top-k of every box by score, then the empty ones dropped
+        return det.top_then_drop(min(det.n_raw, n_listed), *im.size).crops(im)
+
+    def _encode_candidates(
+        self,
+        stories: Sequence[Story],
+        listed: dict[tuple[int, int], list[str]],
+        candidates: dict[tuple[int, int], tuple[Detections, list[Image.Image]]],
+        profile: Profile,
+    ) -> dict[tuple[str, int, int], IdentityFeatures]:
+        """Features of every shot's crops under every encoder one of its characters uses, one call per encoder.
+
+        Keyed by (encoder name, story position, shot index).
+        """
         by_encoder: dict[str, tuple[IdentityEncoder, list[tuple[int, int]]]] = {}
         for (si, shot), keys in listed.items():
             for key in keys:
@@ -229,38 +254,53 @@ class CharacterMatcher:
                 n = len(candidates[sk][1])
                 encoded[(name, sk[0], sk[1])] = feats.select(list(range(start, start + n)))
                 start += n
+        return encoded
 
-        results = [StoryMatches(s.story_id, {}, {}, {}) for s in stories]
-        for (si, shot), keys in listed.items():
-            story, det_crops = stories[si], candidates[(si, shot)]
-            sm = ShotMatch(shot=shot, n_boxes=len(det_crops[0]), crops=det_crops[1])
-            results[si].shots[shot] = sm
-            if not keys or not det_crops[1]:
-                continue
-            rows, valids = [], []
-            for key in keys:
-                enc = self.encoder_for(story, key, profile)
-                refs = self.references(story, key, profile)
-                results[si].refs[key] = refs
-                results[si].encoders[key] = enc.name
-                feats = self.one_call(enc, encoded[(enc.name, si, shot)])  # one official call per (shot, char)
-                sm.features[key] = feats
-                rows.append(identity_similarity(feats, refs).max(dim=1).values)  # [N]
-                valids.append(feats.any_valid)
-            sim, valid = torch.stack(rows), torch.stack(valids)  # [E, N]
-            if self.era == "C" and profile == "cids":
-                boxes = hungarian_match(sim, valid)
-            elif profile == "cids" and "align-face-rows" not in self.fixes and not bool(valid.all()):
-                boxes = _packed_rows_greedy(keys, sm.features, results[si].refs)
-            elif self._gpt_eval(profile) and "gpt-eval-matching" not in self.fixes:
-                boxes = greedy_match_gpt_eval(sim, keys)
-            else:
-                boxes = greedy_match(sim, valid)
-            for key, box, row in zip(keys, boxes, sim):
-                if box is not None:
-                    sm.matched[key] = box
-                    sm.scores[key] = float(row[box])
-        return results
+    def _match_shot(
+        self,
+        story: Story,
+        si: int,
+        sm: ShotMatch,
+        keys: list[str],
+        encoded: dict[tuple[str, int, int], IdentityFeatures],
+        result: StoryMatches,
+        profile: Profile,
+    ) -> None:
+        """Score the crops of shot ``sm`` against the references of ``keys`` and fill its matches and scores."""
+        rows, valids = [], []
+        for key in keys:
+            enc = self.encoder_for(story, key, profile)
+            refs = self.references(story, key, profile)
+            result.refs[key] = refs
+            result.encoders[key] = enc.name
+            feats = self.one_call(enc, encoded[(enc.name, si, sm.shot)])  # one official call per (shot, char)
+            sm.features[key] = feats
+            rows.append(identity_similarity(feats, refs).max(dim=1).values)  # [N]
+            valids.append(feats.any_valid)
+        sim, valid = torch.stack(rows), torch.stack(valids)  # [E, N]
+        boxes = self._assign_boxes(sim, valid, keys, sm.features, result.refs, profile)
+        for key, box, row in zip(keys, boxes, sim):
+            if box is not None:
+                sm.matched[key] = box
+                sm.scores[key] = float(row[box])
+
+    def _assign_boxes(
+        self,
+        sim: torch.Tensor,
+        valid: torch.Tensor,
+        keys: list[str],
+        features: dict[str, IdentityFeatures],
+        refs: dict[str, IdentityFeatures],
+        profile: Profile,
+    ) -> list[int | None]:
+        """The box matched to each character (None: unmatched), by the era's assignment rule."""
+        if self.era == "C" and profile == "cids":
+            return hungarian_match(sim, valid)
+        if profile == "cids" and "align-face-rows" not in self.fixes and not bool(valid.all()):
+            return _packed_rows_greedy(keys, features, refs)
+        if self._gpt_eval(profile) and "gpt-eval-matching" not in self.fixes:
+            return greedy_match_gpt_eval(sim, keys)
+        return greedy_match(sim, valid)
 
 
 def _packed_rows_greedy(
