@@ -88,7 +88,7 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
         if report.failed:
             sid, metric, err = report.failed[0]
             raise RuntimeError(f"controls/{name}: {len(report.failed)} units failed, e.g. {sid}/{metric}: {err}")
-        rows = bench_rows(out / "metrics" / name, ev["era"], ev["backbones"])
+        rows = bench_rows(out / "metrics" / name, ev["backbones"])
         rows += oracle_rows(gt_dir, story_dirs(outputs / method / mode / "en" / _RUN[2]))
         return {(r.story, r.metric): r for r in rows}
 

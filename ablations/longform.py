@@ -3,9 +3,9 @@
 Every evaluated run writes ``metrics/perstory_long.csv`` with the columns `COLUMNS`, one row per (story, metric):
 
 - ViStoryBench columns from the evaluator's per-story files (family = the backbone set, ``toy`` or ``official``;
-  metric ``<family>.<column>``), each story's value formed exactly as the evaluator aggregates it
-  (`reports.perstory`: the reports read bench's numbers, they never re-derive them); Inception is pooled over the
-  split and has no per-story value, so it is not here;
+  metric ``<family>.<column>``), each story's value from the evaluator's ``per_story.json`` (`formats.perstory`:
+  the reports read bench's numbers, they never re-derive them); Inception is pooled over the split and has no
+  per-story value, so it is not here;
 - SynthStory oracle metrics (family ``oracle``, `unimage.data.synthoracle`) when the dataset has ground truth;
 - teacher-forced diagnostics (family ``diag``, `unimage.eval.diagnostics`) for trained runs.
 
@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.status import atomic_write_text
+from formats.results import PER_STORY_COLUMNS
 
 COLUMNS = ("story", "metric", "family", "higher_is_better", "value")
-#: ViStoryBench columns with per-story values (Inception is pooled over the split).
-BENCH_COLUMNS = ("csd_self", "csd_cross", "cids_self", "cids_cross", "alignment", "occm", "aesthetics")
 LONG_CSV = "perstory_long.csv"
 
 
@@ -40,19 +39,18 @@ class LongRow:
     value: float | None
 
 
-def bench_rows(metrics_dir: str | Path, era: str, family: str) -> list[LongRow]:
-    """Per-story ViStoryBench values from an evaluator folder (``results_row.json`` beside ``metrics/``)."""
-    import numpy as np
-
-    from reports.perstory import column_stat
+def bench_rows(metrics_dir: str | Path, family: str) -> list[LongRow]:
+    """Per-story ViStoryBench values from an evaluator folder (its ``per_story.json``, `formats.perstory`)."""
+    from reports.perstory import story_columns
 
     rows = []
-    for column in BENCH_COLUMNS:
-        stat = column_stat(metrics_dir, column, era)
-        if stat is None:
+    columns = story_columns(metrics_dir)
+    for column in PER_STORY_COLUMNS:
+        parts = columns.get(column)
+        if parts is None:
             continue
-        for i, story in enumerate(stat.stories):
-            value = stat.value(np.array([i]))
+        for story in parts.stories:
+            value = parts.value([story])
             rows.append(LongRow(story, f"{family}.{column}", family, True, value if math.isfinite(value) else None))
     return rows
 

@@ -356,7 +356,7 @@ def write_perstory(ctx: StageContext, run_dir: Path | None) -> Path:
     from ablations.longform import bench_rows, oracle_rows, story_dirs, write_long_csv
 
     ev = ctx.config["evaluate"]
-    rows = bench_rows(ctx.paths.metrics, ev["era"], ev["backbones"])
+    rows = bench_rows(ctx.paths.metrics, ev["backbones"])
     gt_dir = dataset_path(ctx).parent / "ground_truth"
     if ev.get("oracle", True) and gt_dir.is_dir() and run_dir is not None:
         rows += oracle_rows(gt_dir, story_dirs(run_dir))

@@ -17,7 +17,6 @@ Schema and quirks follow `reference/vistorybench.md` §1 (the official loader
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,19 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.issues import MAX_SHOT_INDEX, Issue, display_path, is_utf8_name, outside
+from formats.vistory import IMAGE_FOLDER, LANGS, LITE_IDS, STORY_FILE, StoryFileError, read_story_json
 
 Lang = Literal["en", "ch"]
 Split = Literal["full", "lite"]
 
-LANGS: tuple[str, ...] = ("en", "ch")
 TAGS: tuple[str, ...] = ("realistic_human", "unrealistic_human", "non_human")
 REF_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
-# Hard-coded in the official loader and in `bench_total_avg.py` (§1).
-LITE_IDS: tuple[str, ...] = (
-    "01", "08", "09", "15", "17", "19", "24", "27", "28", "29",
-    "32", "41", "52", "53", "55", "57", "60", "64", "68", "79",
-)  # fmt: skip
 
 # story.json shot field -> our attribute (the five fields every shot must have).
 SHOT_FIELDS: dict[str, str] = {
@@ -131,14 +125,14 @@ def scan_story_ids(root: str | Path) -> tuple[list[str], list[Issue]]:
                     p.name, "symlink_outside", "story folder links out of the dataset; skipped", None, display_path(p)
                 )
             )
-        elif not (p / "story.json").is_file():
+        elif not (p / STORY_FILE).is_file():
             issues.append(
                 Issue(
                     p.name,
                     "missing_story_json",
                     "story folder has no story.json; skipped",
                     None,
-                    display_path(p / "story.json"),
+                    display_path(p / STORY_FILE),
                 )
             )
         else:
@@ -174,15 +168,11 @@ def load_story(root: str | Path, story_id: str, lang: str = "en") -> Story:
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
     story_dir = Path(root) / story_id
-    path = story_dir / "story.json"
-    if not path.is_file():
-        raise DatasetError(f"{path}: story.json not found")
+    path = story_dir / STORY_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: top level must be an object, got {type(data).__name__}")
+        data = read_story_json(path)
+    except StoryFileError as exc:
+        raise DatasetError(str(exc)) from exc
 
     story_type = _lang_text(data.get("Story_type", {"en": "", "ch": ""}), lang, path, "Story_type")
     issues: list[Issue] = []
@@ -295,7 +285,7 @@ def _parse_characters(
         prompt = entry.get(f"prompt_{lang}", "")
         if not isinstance(prompt, str):
             raise DatasetError(f"{path}: field {where}.prompt_{lang} must be a string")
-        folder = story_dir / "image" / key
+        folder = story_dir / IMAGE_FOLDER / key
         refs = _ref_images(folder, root, story_dir.name, issues)
         chars[key] = Character(
             key=key, tag=tag, name=name, prompt=prompt, ref_images=refs, cids_refs=_jpg_refs(folder, root, refs)

@@ -32,14 +32,18 @@ from bench.backbones import components_for
 from bench.backbones.base import Backbones
 from bench.characters import CharacterMatcher
 from bench.dataset import LITE_IDS, Split, load_story, scan_story_ids
-from bench.functional import aggregate_cids, alignment, check_era, inception_score, mean_over_stories
+from bench.functional import alignment, check_era, inception_score, mean_over_stories
 from bench.functional._common import Era
 from bench.issues import Issue, count_issues
 from bench.judge.base import Judge
-from bench.outputs import TIMESTAMP_RE, OutputIssue, Pairing, RunDir, find_run, read_story_outputs
+from bench.outputs import OutputIssue, Pairing, RunDir, find_run, read_story_outputs
+from bench.perstory import story_parts
 from bench.quirks import QUIRKS, active_fixes, check_fixes
 from bench.results import UnitStore, write_json, write_jsonl
-from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record, story_cids_mean
+from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record
+from formats.perstory import write_per_story
+from formats.results import ALIGNMENT_SUBSCORES
+from formats.vistory import TIMESTAMP_RE
 
 METRICS: tuple[str, ...] = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
 NEEDS_JUDGE: tuple[str, ...] = ("prompt_align",)
@@ -340,39 +344,28 @@ def aggregate(
 ) -> dict[str, Any]:
     """The results-table row (DESIGN.md §3.5) from the split's unit records ``records[metric][story_id]``.
 
-    CSD, CIDS, copy-paste ×100; OCCM is already ×100; Alignment 0–100; IS and Aesthetics raw. Missing metrics → None.
+    CSD, CIDS, copy-paste ×100; OCCM is already ×100; Alignment 0–100; IS and Aesthetics raw. Missing metrics → NaN.
+    The per-story columns are aggregates of `bench.perstory.story_parts` (the numbers ``per_story.json`` holds).
     """
 
     def story_mean(metric: str, key: str) -> float:
         vals = {sid: r["metrics"].get(key) for sid, r in records.get(metric, {}).items() if r["status"] == "ok"}
         return mean_over_stories({k: float(v) for k, v in vals.items() if v is not None})
 
-    row: dict[str, Any] = {}
-    row["csd_self"] = 100 * story_mean("csd", "self_csd")
-    row["csd_cross"] = 100 * story_mean("csd", "cross_csd")
-    cids_recs = {sid: r for sid, r in records.get("cids", {}).items() if r["status"] == "ok"}
-    for part in ("self", "cross"):
-        per_story = {sid: [c[part] for c in r["details"]["characters"].values()] for sid, r in cids_recs.items()}
-        if era == "A":
-            row[f"cids_{part}"] = 100 * aggregate_cids(per_story, era) if per_story else math.nan
-        else:  # B/C: the story means (rounded to 4 dp officially), then their mean
-            means = [story_cids_mean(v, era, set(fixes)) for v in per_story.values() if v]
-            row[f"cids_{part}"] = 100 * mean_over_stories(means) if means else math.nan
+    parts = story_parts(era, records, fixes)
+
+    def column(name: str) -> float:
+        return parts[name].value() if name in parts else math.nan
+
+    row: dict[str, Any] = {c: column(c) for c in ("csd_self", "csd_cross", "cids_self", "cids_cross")}
     row["copy_paste"] = 100 * story_mean("cids", "copy_paste_score")
-    row["occm"] = story_mean("occm", "occm")
-    subs = {
-        name: story_mean("prompt_align", key)
-        for name, key in (
-            ("scene", "scene"),
-            ("camera", "camera"),
-            ("global_action", "character_action"),
-            ("single_action", "single_character_action"),
-        )
-    }
+    row["occm"] = column("occm")
+    ratios = parts["alignment"].component_ratios() if "alignment" in parts else [math.nan] * len(ALIGNMENT_SUBSCORES)
+    subs = dict(zip(ALIGNMENT_SUBSCORES, ratios))
     row["alignment"] = alignment(**subs) if all(not math.isnan(v) for v in subs.values()) else math.nan
     row.update(subs)
     row["inception"] = inception_score(torch.from_numpy(logits)) if logits is not None and len(logits) else math.nan
-    row["aesthetics"] = story_mean("aesthetic", "aesthetic_score")
+    row["aesthetics"] = column("aesthetics")
     return row
 
 
@@ -430,6 +423,7 @@ def _write_outputs(
         }
 
     row = aggregate(cfg.era, records, logits, cfg.active_fixes) if records else {}
+    write_per_story(out, cfg.era, story_parts(cfg.era, records, cfg.active_fixes))
     issues = [*run_issues, *(i for j in jobs for i in (*j.story.issues, *j.outs.issues))]
     kinds = [i.kind for i in issues]
     reasons = non_comparable_reasons(cfg, backbones, judge)

@@ -1,4 +1,4 @@
-"""Generated-image layout: reader (with the official variants) and an atomic writer for generators.
+"""Generated-image layout: the reader, with the official variants (the writer is `formats.vistory.OutputWriter`).
 
 Canonical layout (DESIGN.md §3.3, `reference/vistorybench.md` §2)::
 
@@ -24,22 +24,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image
 
-import fsio
 from bench.dataset import Story
 from bench.functional._common import Era
 from bench.issues import Issue, count_issues, display_path, is_utf8_name, safe_entries
+from formats.vistory import TIMESTAMP_RE, timestamp_key
 
 Pairing = Literal["index", "positional"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
-TIMESTAMP_RE = re.compile(r"^\d{8}[_-]\d{6}$")
-TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 
 
 class OutputsError(ValueError):
@@ -136,7 +133,7 @@ def find_run(
                 return RunDir(parent / timestamp, method, mode, lang, timestamp)
             raise OutputsError(f"{parent}: timestamp {timestamp!r} not found, have {stamps}")
         if stamps:
-            latest = max(stamps, key=lambda s: s.replace("-", "_"))
+            latest = max(stamps, key=timestamp_key)
             return RunDir(parent / latest, method, mode, lang, latest)
     raise OutputsError(f"no timestamped run under {candidates[0]} or {candidates[1]}")
 
@@ -187,9 +184,9 @@ def image_folders(
     if not stamps:
         targets = [story_dir]
     elif era is None or "latest-nested-run" in fixes:
-        targets = [max(stamps, key=lambda p: p.name.replace("-", "_"))]
+        targets = [max(stamps, key=lambda p: timestamp_key(p.name))]
     else:
-        targets = sorted(stamps, key=lambda p: p.name.replace("-", "_"))
+        targets = sorted(stamps, key=lambda p: timestamp_key(p.name))
     return [_shot_folder(t, era, fixes) for t in targets]
 
 
@@ -335,69 +332,6 @@ def read_story_outputs(
 
 def _same_shot(number: int, index: int, zero_based: bool) -> bool:
     return number + (1 if zero_based else 0) == index
-
-
-##### writing (used by generators)
-
-
-def new_timestamp(now: datetime | None = None) -> str:
-    """A run timestamp in the official ``YYYYMMDD_HHMMSS`` form."""
-    return (now or datetime.now()).strftime(TIMESTAMP_FORMAT)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename (:mod:`fsio.atomic`)."""
-    fsio.atomic_write_bytes(path, data)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """UTF-8 text variant of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-@dataclass(frozen=True)
-class OutputWriter:
-    """Writes one run in the canonical layout; every file is written atomically, so a killed generator leaves no half image."""
-
-    outputs: Path
-    method: str
-    mode: str
-    lang: str = "en"
-    timestamp: str = field(default_factory=new_timestamp)
-
-    @property
-    def run_dir(self) -> Path:
-        """``<outputs>/<method>/<mode>/<lang>/<timestamp>``."""
-        return Path(self.outputs) / self.method / self.mode / self.lang / self.timestamp
-
-    def shot_path(self, story_id: str, index: int) -> Path:
-        """Path of shot ``index`` (1-based) of ``story_id``."""
-        if index < 1:
-            raise ValueError(f"shot index is 1-based, got {index}")
-        return self.run_dir / story_id / "shots" / f"shot_{index:02d}.png"
-
-    def write_shot(self, story_id: str, index: int, image: Image.Image) -> Path:
-        """Save ``image`` as PNG at :meth:`shot_path` atomically and return the path."""
-        import io
-
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        path = self.shot_path(story_id, index)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
-
-    def write_text(self, story_id: str, name: str, text: str) -> Path:
-        """Save a text file (e.g. ``script.json``, ``script.txt``) beside the story's shots."""
-        path = self.run_dir / story_id / name
-        atomic_write_text(path, text)
-        return path
-
-    def done_shots(self, story_id: str) -> set[int]:
-        """Shot indices already written (lets a generator resume instead of redo)."""
-        folder = self.run_dir / story_id / "shots"
-        if not folder.is_dir():
-            return set()
-        return {n for p in list_images(folder) if (n := shot_number(p)) is not None}
 
 
 def summarize_issues(issues: Iterable[Issue]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 Layout of ``<out>/`` (official §9 names, plus ours)::
 
     metadata.json  manifest.json  summary.json  provenance.json  results_row.json  issues.json
+    per_story.json                          per column, per story, the pairs the row aggregates (formats.perstory)
     metrics/<metric>/story_results.json     story_id -> {run, metric, scope, status, metrics, details}
     metrics/<metric>/items.jsonl            one line per shot / character / image item
     metrics/<metric>/units/<story_id>.json  the resume unit (written atomically when the story is done)
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.outputs import atomic_write_bytes, atomic_write_text
+from fsio import atomic_write_bytes, atomic_write_text
 
 
 def clean(value: Any) -> Any:

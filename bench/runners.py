@@ -36,6 +36,7 @@ from bench.functional import (
 from bench.functional._common import Era
 from bench.judge.base import Judge, JudgeRequest
 from bench.outputs import StoryOutputs
+from bench.perstory import story_cids_mean
 
 
 @dataclass
@@ -182,14 +183,6 @@ def _run_cids(chunk: list[StoryJob], ctx: RunContext) -> ChunkResult:
         }
         results.append((job.sid, _ok(metrics, {"characters": chars}, items), None))
     return results
-
-
-def story_cids_mean(values: Sequence[float], era: Era, fixes: frozenset[str] | set[str] = frozenset()) -> float:
-    """A story's mean over characters; Eras B/C round it to 4 decimals (quirk ``unrounded-story-means``)."""
-    if not values:
-        return math.nan
-    value = float(np.mean(values))
-    return round(value, 4) if era in ("B", "C") and "unrounded-story-means" not in fixes else value
 
 
 def _concat_features(like: IdentityFeatures, parts: list[IdentityFeatures]) -> IdentityFeatures:

@@ -114,7 +114,7 @@ def issued_invites(db_url: str) -> int | None:
     from sqlalchemy import create_engine, func, inspect, select
     from sqlalchemy.engine import make_url
 
-    from dashboard.store import schema
+    from study import schema
 
     try:
         url = make_url(db_url)

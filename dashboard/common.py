@@ -63,6 +63,6 @@ def admin_login_throttle() -> Throttle:
 @st.cache_resource(show_spinner=False)
 def get_store(db_url: str):
     """One study store per database URL and process (thread-safe; shared by all sessions)."""
-    from dashboard.store import open_store
+    from study import open_store
 
     return open_store(db_url)

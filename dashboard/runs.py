@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,15 @@ from typing import Any
 
 import streamlit as st
 
-TIMESTAMP_RE = re.compile(r"^\d{8}[_-]\d{6}$")
+from formats.results import RESULT_COLUMNS
+from formats.vistory import TIMESTAMP_RE
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 ARM_MARKERS = ("config.yaml", "provenance.json", "status.json")
 LANGS = ("en", "ch", "zh")
 SKIP_DIRS = {"checkpoints", "__pycache__", "node_modules", "metrics"}
 MAX_DEPTH = 12
 
-# Results-table columns (DESIGN.md §3.5), on the paper's scales.
-RESULT_COLUMNS = ("csd_self", "csd_cross", "cids_self", "cids_cross", "alignment", "occm", "inception", "aesthetics")
 # Published ViStoryBench keys (reference/vistorybench.md §9) -> (column, factor to the paper's scale).
 _OFFICIAL_KEYS: dict[str, tuple[str, float]] = {
     "self_csd": ("csd_self", 100.0),

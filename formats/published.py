@@ -7,41 +7,19 @@ Sources (values copied from the papers' tables, not computed):
 
 Scales are the paper's: CSD, CIDS and OCCM ×100; Alignment 0–100 (25 × mean of four 0–4 sub-scores);
 Inception and Aesthetics raw.
+Column names, headers and decimals: `formats.results`. A leaf module (``reports`` and ``dashboard`` both print these rows).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: The columns of the results table (DESIGN.md §3.5), in Table 1 order first.
-TABLE1_COLUMNS: tuple[str, ...] = ("csd_self", "cids_self", "alignment", "occm", "inception", "aesthetics")
-CROSS_COLUMNS: tuple[str, ...] = ("csd_cross", "cids_cross")
-#: The paper's six columns in its order, then the cross columns it did not print.
-ALL_COLUMNS: tuple[str, ...] = (*TABLE1_COLUMNS, *CROSS_COLUMNS)
-
-#: Pretty headers as the paper prints them.
-HEADERS: dict[str, str] = {
-    "csd_self": "CSD-self",
-    "csd_cross": "CSD-cross",
-    "cids_self": "CIDS-self",
-    "cids_cross": "CIDS-cross",
-    "alignment": "Alignment",
-    "occm": "OCCM",
-    "inception": "Inception",
-    "aesthetics": "Aesthetics",
-}
-
-#: Decimals the paper uses per column (Table 1 prints OCCM with 1 or 2 decimals; we use 2).
-DECIMALS: dict[str, int] = {
-    "csd_self": 1,
-    "csd_cross": 1,
-    "cids_self": 1,
-    "cids_cross": 1,
-    "alignment": 1,
-    "occm": 2,
-    "inception": 2,
-    "aesthetics": 2,
-}
+__all__ = [
+    "UNIMAGE_TABLE1",
+    "VISTORYBENCH_ERA_A_FULL",
+    "PublishedRow",
+    "published_row",
+]
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fsio
+from formats.results import ALL_COLUMNS, DECIMALS, HEADERS
 from reports.perstory import character_values, column_stat
-from reports.published import HEADERS
 from reports.rows import MeasuredRow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIG_COLUMNS = ("csd_self", "cids_self", "alignment", "occm", "inception", "aesthetics", "csd_cross", "cids_cross")
+FIG_COLUMNS = ALL_COLUMNS
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -65,8 +65,6 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str, rows: list[dict[str
 
 
 def _fmt_value(value: float | None, column: str) -> str:
-    from reports.published import DECIMALS
-
     return "–" if value is None else f"{value:.{DECIMALS.get(column, 2)}f}"
 
 
@@ -85,7 +83,7 @@ def bar_data(measured: Sequence[MeasuredRow], n_boot: int = 1000, seed: int = 0)
             continue
         for m in measured:
             v = m.value(c)
-            stat = column_stat(m.path, c, str(m.values.get("era", "A")))
+            stat = column_stat(m.path, c)
             lo, hi = stat.bootstrap(n_boot, seed) if stat is not None else (math.nan, math.nan)
             out.append(
                 {

@@ -1,13 +1,14 @@
-"""Per-story values from the evaluator's files, and bootstrap intervals over stories.
+"""Per-story values of the results columns, read from the evaluator's ``per_story.json``, and bootstrap intervals.
 
-The evaluator (``bench.evaluate``) writes, beside ``results_row.json``, ``metrics/<metric>/story_results.json``:
-story id → ``{status, metrics, details}``. This module reads those and, per Table 1 column, forms per-story
-*(numerator, denominator)* pairs such that the column's value is ``100·Σnum / Σden`` (or without the 100) over the
-stories — i.e. the same aggregation the evaluator used: a mean over stories for CSD, OCCM and Aesthetics, the
-characters pooled over stories for Era-A CIDS (``bench.functional.aggregate_cids``), and 25 × the mean of the four
-sub-score story means for Alignment. Resampling stories with replacement and recomputing that ratio gives a
-percentile bootstrap interval; the point value itself is always taken from ``results_row.json`` (reports never
-recompute a metric — the tests check that the ratio over all stories equals the row's value).
+The evaluator (``bench.evaluate``) writes, beside ``results_row.json``, ``per_story.json`` (`formats.perstory`):
+per results column, per story, *(numerator, denominator)* pairs whose ratio over all stories is the row's value —
+a mean over stories for CSD, OCCM and Aesthetics, the characters pooled over stories for Era-A CIDS, the rounded
+story means for Eras B/C, 25 × the mean of four sub-scores for Alignment. The era rules live in `bench.perstory`
+only; this module reads the pairs, and resampling stories with replacement and recomputing the ratio gives a
+percentile bootstrap interval. The point value itself is always taken from ``results_row.json`` (reports never
+recompute a metric; the tests check that the ratio over all stories equals the row's value). An evaluation folder
+written before ``per_story.json`` existed gets its pairs from `bench.perstory.story_parts_from_files`, the
+evaluator's own code.
 
 Inception Score is pooled over all images of the split (it is not a function of per-story values), so it has no
 per-story interval here.
@@ -17,20 +18,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Alignment sub-scores as stored per story (``prompt_align`` unit) → their 0–4 scale.
-ALIGN_KEYS = ("scene", "camera", "character_action", "single_character_action")
+from formats.perstory import ColumnParts, read_per_story
+from formats.results import STORY_RESULTS_FILE
 
 
 def read_story_results(metrics_dir: str | Path, metric: str) -> dict[str, dict[str, Any]]:
-    """``<metrics_dir>/metrics/<metric>/story_results.json`` (empty when the metric was not computed)."""
-    path = Path(metrics_dir) / "metrics" / metric / "story_results.json"
+    """``<metrics_dir>/metrics/<metric>/story_results.json``, records with status ``ok`` (empty when absent)."""
+    path = Path(metrics_dir) / "metrics" / metric / STORY_RESULTS_FILE
     if not path.is_file():
         return {}
     try:
@@ -54,26 +54,34 @@ def _num(value: Any) -> float | None:
 
 @dataclass
 class StoryStat:
-    """A Table 1 column as a statistic over stories.
+    """A results column as a statistic over stories.
 
     Attributes:
         stories: story ids, in order.
         parts: per story, a tuple of (numerator, denominator) pairs, one pair per component (Alignment has four
             components, the others one).
-        scale: multiplier of the final ratio (100 for CSD and CIDS; 25 for Alignment's mean of 0–4 scores).
+        scale: multiplier of the mean of the component ratios (100 for CSD and CIDS; 25 for Alignment's 0–4 scores).
     """
 
     stories: list[str]
     parts: np.ndarray  # [S, K, 2]
     scale: float
 
+    @classmethod
+    def from_parts(cls, column: ColumnParts) -> StoryStat:
+        """The statistic of one ``per_story.json`` column."""
+        k = len(column.components)
+        parts = np.asarray(list(column.stories.values()), dtype=np.float64).reshape(-1, k, 2)
+        return cls(list(column.stories), parts, column.scale)
+
     def value(self, idx: np.ndarray | None = None) -> float:
-        """The statistic over the stories ``idx`` (default all): ``scale · mean_k(Σnum_k / Σden_k)``."""
+        """The statistic over the stories ``idx`` (default all): ``scale · mean_k(Σnum_k / Σden_k)``, NaN when a
+        component has no value there (`formats.perstory.ColumnParts.value`)."""
         p = self.parts if idx is None else self.parts[idx]
         num, den = p[..., 0].sum(axis=0), p[..., 1].sum(axis=0)  # [K]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = num / den
-        return float(self.scale * np.nanmean(ratios)) if np.isfinite(ratios).any() else math.nan
+        return float(self.scale * ratios.mean()) if len(ratios) and np.isfinite(ratios).all() else math.nan
 
     def bootstrap(self, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
         """Percentile bootstrap interval of :meth:`value`, resampling stories with replacement."""
@@ -90,56 +98,21 @@ class StoryStat:
         return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)))
 
 
-def _mean_stat(recs: dict[str, dict[str, Any]], key: str, scale: float) -> StoryStat:
-    stories, parts = [], []
-    for sid, r in sorted(recs.items()):
-        v = _num((r.get("metrics") or {}).get(key))
-        stories.append(sid)
-        parts.append([[v, 1.0] if v is not None else [0.0, 0.0]])
-    return StoryStat(stories, np.asarray(parts, dtype=np.float64).reshape(-1, 1, 2), scale)
+def story_columns(metrics_dir: str | Path) -> dict[str, ColumnParts]:
+    """The per-story columns of one evaluation folder: its ``per_story.json``, else (older folders) the evaluator's
+    own `bench.perstory.story_parts_from_files` over its unit files."""
+    per_story = read_per_story(metrics_dir)
+    if per_story is not None:
+        return per_story.columns
+    from bench.perstory import story_parts_from_files
+
+    return story_parts_from_files(metrics_dir)[1]
 
 
-def _cids_stat(recs: dict[str, dict[str, Any]], part: str, era: str) -> StoryStat:
-    stories, parts = [], []
-    for sid, r in sorted(recs.items()):
-        chars = ((r.get("details") or {}).get("characters") or {}).values()
-        vals = [v for c in chars if (v := _num(c.get(part))) is not None]
-        stories.append(sid)
-        if era == "A":  # characters pooled over the split
-            parts.append([[sum(vals), float(len(vals))]])
-        else:  # mean of story means
-            parts.append([[sum(vals) / len(vals), 1.0] if vals else [0.0, 0.0]])
-    return StoryStat(stories, np.asarray(parts, dtype=np.float64).reshape(-1, 1, 2), 100.0)
-
-
-def _align_stat(recs: dict[str, dict[str, Any]]) -> StoryStat:
-    stories, parts = [], []
-    for sid, r in sorted(recs.items()):
-        m = r.get("metrics") or {}
-        stories.append(sid)
-        parts.append([[v, 1.0] if (v := _num(m.get(k))) is not None else [0.0, 0.0] for k in ALIGN_KEYS])
-    return StoryStat(stories, np.asarray(parts, dtype=np.float64).reshape(-1, len(ALIGN_KEYS), 2), 25.0)
-
-
-#: Table 1 column → (evaluator metric folder, builder of the per-story statistic from its records and the era).
-COLUMN_STATS: dict[str, tuple[str, Callable[[dict[str, dict[str, Any]], str], StoryStat]]] = {
-    "csd_self": ("csd", lambda r, era: _mean_stat(r, "self_csd", 100.0)),
-    "csd_cross": ("csd", lambda r, era: _mean_stat(r, "cross_csd", 100.0)),
-    "cids_self": ("cids", lambda r, era: _cids_stat(r, "self", era)),
-    "cids_cross": ("cids", lambda r, era: _cids_stat(r, "cross", era)),
-    "alignment": ("prompt_align", lambda r, era: _align_stat(r)),
-    "occm": ("occm", lambda r, era: _mean_stat(r, "occm", 1.0)),
-    "aesthetics": ("aesthetic", lambda r, era: _mean_stat(r, "aesthetic_score", 1.0)),
-}
-
-
-def column_stat(metrics_dir: str | Path, column: str, era: str = "A") -> StoryStat | None:
+def column_stat(metrics_dir: str | Path, column: str) -> StoryStat | None:
     """The per-story statistic of ``column`` for one evaluation folder, or None (pooled column / not computed)."""
-    if column not in COLUMN_STATS:
-        return None
-    metric, build = COLUMN_STATS[column]
-    recs = read_story_results(metrics_dir, metric)
-    return build(recs, era) if recs else None
+    parts = story_columns(metrics_dir).get(column)
+    return StoryStat.from_parts(parts) if parts is not None and parts.stories else None
 
 
 def character_values(metrics_dir: str | Path) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
-"""User-study figures from a study database (DESIGN.md §3.6), through ``dashboard.store`` and ``dashboard.stats``.
+"""User-study figures from a study database (DESIGN.md §3.6), through ``study`` and ``study.stats``.
 
 - Ranking distribution per method and criterion (the paper's Figure 9): for each ``rank`` criterion, a stacked
   horizontal bar per method with the share of rankings that put it 1st, 2nd, …, annotated with the mean rank that
-  ``dashboard.stats.rank_summary`` reports.
+  ``study.stats.rank_summary`` reports.
 - GSB bars with raw counts: for each ``gsb`` criterion, a stacked bar per test method vs the reference with the
   G / S / B counts written on the segments and the net score ``(G − B) / N`` with its bootstrap interval (the
   dashboard's formula; the raw counts are printed because the net score alone is easy to over-read).
@@ -25,7 +25,7 @@ GSB_COLORS = {"G": "#1a9850", "S": "#bdbdbd", "B": "#d73027"}
 
 def rank_distribution(frame: Any, methods: list[str], criterion: str) -> list[dict[str, Any]]:
     """Per (method, rank): how many kept rankings of ``criterion`` put the method at that rank, and the share."""
-    from dashboard import stats
+    from study import stats
 
     sub = frame[frame["criterion"] == criterion]
     orderings = [list(r) for r in sub["ranking"]]
@@ -52,7 +52,7 @@ def study_figures(
     Raises:
         ValueError: no study in the database, or an unknown ``study_id``.
     """
-    from dashboard.store import open_store
+    from study import open_store
 
     store = open_store(url)
     try:

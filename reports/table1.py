@@ -18,15 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsio
-from reports.published import (
-    ALL_COLUMNS,
-    CROSS_COLUMNS,
-    DECIMALS,
-    HEADERS,
-    TABLE1_COLUMNS,
-    UNIMAGE_TABLE1,
-    published_row,
-)
+from formats.published import UNIMAGE_TABLE1, published_row
+from formats.results import ALL_COLUMNS, CROSS_COLUMNS, DECIMALS, HEADERS, TABLE1_COLUMNS
 from reports.rows import MeasuredRow
 
 NOT_COMPARABLE = "not comparable"

@@ -1,12 +1,16 @@
-"""The user-study store: studies, invites, assignments and append-only answers in a SQL database.
+"""User studies (DESIGN.md §3.6): the store and the statistics, with no Streamlit (the app and the reports both use it).
 
-Public API (see `dashboard.store.api` for the full docstrings)::
+- the store: studies, invites, assignments and append-only answers in a SQL database (`study.api`, schema in
+  `study.schema`; the helpers `study.design`, `study.quality`, `study.export` take an open SQLAlchemy session);
+- the statistics: GSB, ranks, agreement and intervals (`study.stats`), per study in `study.report`.
 
-    from dashboard.store import open_store, StudySpec, paper_criteria
+Public API (see `study.api` for the full docstrings)::
+
+    from study import open_store, StudySpec, paper_criteria
 """
 
-from dashboard.store.api import AccessDenied, StoreError, StudyStore, hash_token, open_store
-from dashboard.store.types import (
+from study.api import AccessDenied, StoreError, StudyStore, hash_token, open_store
+from study.types import (
     LABELS,
     AnnotatorProgress,
     AnnotatorView,

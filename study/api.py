@@ -34,10 +34,10 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dashboard.store import design, limits, quality, schema
-from dashboard.store.engine import make_engine, migrate
-from dashboard.store.errors import AccessDenied, StoreError
-from dashboard.store.types import (
+from study import design, limits, quality, schema
+from study.engine import make_engine, migrate
+from study.errors import AccessDenied, StoreError
+from study.types import (
     AnnotatorProgress,
     AnnotatorView,
     ExclusionDecision,
@@ -53,7 +53,7 @@ from dashboard.store.types import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dashboard.store.report import StudyReport
+    from study.report import StudyReport
 
 Clock = Callable[[], datetime]
 
@@ -380,18 +380,20 @@ class StudyStore:
         """The token's own progress (completed / skipped / total)."""
         with self._read() as s:
             ann = self._annotator(s, token)
-        return quality.progress_rows(self, ann.study_id, only=ann.annotator_id)[0]
+            return quality.progress_rows(s, self._spec(s, ann.study_id), ann.study_id, only=ann.annotator_id)[0]
 
     # ------------------------------------------------------------------ admin: monitoring, quality, export
     def progress(self, study_id: int) -> list[AnnotatorProgress]:
         """Progress of every annotator of a study, with the exclusion verdict."""
         limits.ident(study_id, "study_id")
-        return quality.progress_rows(self, study_id)
+        with self._read() as s:
+            return quality.progress_rows(s, self._spec(s, study_id), study_id)
 
     def exclusions(self, study_id: int) -> list[ExclusionDecision]:
         """Apply the study's declared rules (and manual exclusions) to every annotator."""
         limits.ident(study_id, "study_id")
-        return quality.evaluate(self, study_id)
+        with self._read() as s:
+            return quality.evaluate(s, self._spec(s, study_id), study_id)
 
     def set_manual_exclusion(self, study_id: int, annotator_id: int, reason: str | None) -> None:
         """Exclude an annotator by hand (``reason`` is recorded), or lift it with ``reason=None``."""
@@ -416,22 +418,26 @@ class StudyStore:
         ``gsb`` is G/S/B of ``test_method`` vs ``reference_method`` (pair items), ``value_raw`` the answer as given
         in labels, ``shown_order`` the methods under labels A, B, ... Times are naive UTC; ``seconds`` runs from the
         item first being shown to this answer; ``correct`` is set for catch trials only. Read an export back with
-        `dashboard.store.export.read_answers`.
+        `study.export.read_answers`.
         """
-        from dashboard.store import export
+        from study import export
 
         limits.ident(study_id, "study_id")
-        return export.answers_frame(self, study_id, include_catch=include_catch, include_excluded=include_excluded)
+        with self._read() as s:
+            spec = self._spec(s, study_id)
+            return export.answers_frame(
+                s, spec, study_id, include_catch=include_catch, include_excluded=include_excluded
+            )
 
     def export_answers(self, study_id: int, path: str | Path, fmt: str | None = None) -> Path:
         """Write `answers_frame` to ``path`` (CSV or JSON, from ``fmt`` or the suffix), atomically."""
-        from dashboard.store import export
+        from study import export
 
         return export.write(self.answers_frame(study_id), Path(path), fmt)
 
     def export_bytes(self, study_id: int, fmt: str = "csv") -> bytes:
         """`answers_frame` serialised as CSV or JSON bytes (for ``st.download_button``)."""
-        from dashboard.store import export
+        from study import export
 
         return export.to_bytes(self.answers_frame(study_id), fmt)
 
@@ -442,9 +448,9 @@ class StudyStore:
 
         Catch items are never counted; annotators excluded by the rules are dropped when ``apply_exclusions``.
         ``n_boot`` resamples (over stories) give the GSB intervals; Bradley–Terry uses at most 200 of them (each
-        resample is a refit). See `dashboard.store.report` for the units of each statistic.
+        resample is a refit). See `study.report` for the units of each statistic.
         """
-        from dashboard.store.report import study_report
+        from study.report import study_report
 
         frame = self.answers_frame(study_id, include_catch=False)
         info = self.get_study(study_id)

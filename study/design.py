@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
 
-from dashboard.store import schema
-from dashboard.store.errors import StoreError
-from dashboard.store.limits import short
-from dashboard.store.types import (
+from study import schema
+from study.errors import StoreError
+from study.limits import short
+from study.types import (
     LABELS,
     Criterion,
     ExclusionRules,

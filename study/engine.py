@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, insert, select, text, updat
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
-from dashboard.store import schema
+from study import schema
 
 BUSY_TIMEOUT_S = 60.0
 _PG_MIGRATION_LOCK = 0x5354_4459  # advisory lock id ("STDY") serialising concurrent create/migrate on PostgreSQL

@@ -9,18 +9,16 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import fsio
-from dashboard.store import design, schema
-from dashboard.store.errors import StoreError
-from dashboard.store.quality import evaluate
-
-if TYPE_CHECKING:
-    from dashboard.store.api import StudyStore
+from study import design, schema
+from study.errors import StoreError
+from study.quality import evaluate
+from study.types import StudySpec
 
 COLUMNS = [
     "answer_id",
@@ -52,9 +50,19 @@ _TIME_COLUMNS = ("shown_at", "created_at")
 _INT_COLUMNS = ("answer_id", "study_id", "annotator_id", "item_id", "seed", "position")
 
 
-def answers_frame(store: StudyStore, study_id: int, *, include_catch: bool, include_excluded: bool) -> pd.DataFrame:
-    """One row per stored answer, ordered by answer id (see `StudyStore.answers_frame` for the columns)."""
-    excluded = {d.annotator_id for d in evaluate(store, study_id) if d.excluded}
+def answers_frame(
+    s: Session, spec: StudySpec, study_id: int, *, include_catch: bool, include_excluded: bool
+) -> pd.DataFrame:
+    """One row per stored answer, ordered by answer id (see `StudyStore.answers_frame` for the columns).
+
+    Args:
+        s: An open session of the store (the answers and the exclusion verdicts are read in it).
+        spec: The study's spec (for its exclusion rules).
+        study_id: The study.
+        include_catch: Keep the answers to catch trials.
+        include_excluded: Keep the answers of annotators the rules exclude.
+    """
+    excluded = {d.annotator_id for d in evaluate(s, spec, study_id) if d.excluded}
     q = (
         select(
             schema.Answer,
@@ -72,9 +80,7 @@ def answers_frame(store: StudyStore, study_id: int, *, include_catch: bool, incl
         .where(schema.Answer.study_id == study_id)
         .order_by(schema.Answer.id)
     )
-    with store._read() as s:
-        store._study(s, study_id)
-        rows = s.execute(q).all()
+    rows = s.execute(q).all()
     records = []
     for r in rows:
         a = r.Answer

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dashboard.store.errors import StoreError
+from study.errors import StoreError
 
 MAX_NAME = 200  # study, annotator and admin-token names, story ids, method names: the String(200) columns
 MAX_KEY = 64  # criterion keys

@@ -11,15 +11,12 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from dashboard.store import design, schema
-from dashboard.store.types import AnnotatorProgress, ExclusionDecision, ExclusionRules
-
-if TYPE_CHECKING:
-    from dashboard.store.api import StudyStore
+from study import design, schema
+from study.types import AnnotatorProgress, ExclusionDecision, ExclusionRules, StudySpec
 
 
 @dataclass
@@ -37,36 +34,34 @@ class _Tally:
     item_seconds: list[float] = field(default_factory=list)
 
 
-def _tallies(store: StudyStore, study_id: int, only: int | None) -> list[_Tally]:
-    with store._read() as s:
-        spec = store._spec(s, study_id)
-        n_crit = {k: len(design.criteria_of(spec, k)) for k in ("rank", "gsb")}
-        ann_q = select(schema.Annotator).where(schema.Annotator.study_id == study_id).order_by(schema.Annotator.id)
-        asg_q = (
-            select(
-                schema.Assignment.id,
-                schema.Assignment.annotator_id,
-                schema.Assignment.seed,
-                schema.Assignment.shown_at,
-                schema.Assignment.skipped_at,
-                schema.Item.kind,
-                schema.Item.catch_kind,
-                schema.Item.corrupted_slot,
-                schema.Item.methods_json,
-            )
-            .join(schema.Item, schema.Item.id == schema.Assignment.item_id)
-            .where(schema.Assignment.study_id == study_id)
+def _tallies(s: Session, spec: StudySpec, study_id: int, only: int | None) -> list[_Tally]:
+    n_crit = {k: len(design.criteria_of(spec, k)) for k in ("rank", "gsb")}
+    ann_q = select(schema.Annotator).where(schema.Annotator.study_id == study_id).order_by(schema.Annotator.id)
+    asg_q = (
+        select(
+            schema.Assignment.id,
+            schema.Assignment.annotator_id,
+            schema.Assignment.seed,
+            schema.Assignment.shown_at,
+            schema.Assignment.skipped_at,
+            schema.Item.kind,
+            schema.Item.catch_kind,
+            schema.Item.corrupted_slot,
+            schema.Item.methods_json,
         )
-        ans_q = select(
-            schema.Answer.assignment_id, schema.Answer.value_raw, schema.Answer.value, schema.Answer.created_at
-        ).where(schema.Answer.study_id == study_id)
-        if only is not None:
-            ann_q = ann_q.where(schema.Annotator.id == only)
-            asg_q = asg_q.where(schema.Assignment.annotator_id == only)
-            ans_q = ans_q.where(schema.Answer.annotator_id == only)
-        annotators = s.scalars(ann_q).all()
-        assignments = s.execute(asg_q).all()
-        answers = s.execute(ans_q).all()
+        .join(schema.Item, schema.Item.id == schema.Assignment.item_id)
+        .where(schema.Assignment.study_id == study_id)
+    )
+    ans_q = select(
+        schema.Answer.assignment_id, schema.Answer.value_raw, schema.Answer.value, schema.Answer.created_at
+    ).where(schema.Answer.study_id == study_id)
+    if only is not None:
+        ann_q = ann_q.where(schema.Annotator.id == only)
+        asg_q = asg_q.where(schema.Assignment.annotator_id == only)
+        ans_q = ans_q.where(schema.Answer.annotator_id == only)
+    annotators = s.scalars(ann_q).all()
+    assignments = s.execute(asg_q).all()
+    answers = s.execute(ans_q).all()
     tallies = {a.id: _Tally(int(a.id), a.name, a.manual_exclusion) for a in annotators}
     by_assignment = defaultdict(list)
     for r in answers:
@@ -126,18 +121,23 @@ def _decide(t: _Tally, rules: ExclusionRules) -> ExclusionDecision:
     )
 
 
-def evaluate(store: StudyStore, study_id: int, only: int | None = None) -> list[ExclusionDecision]:
-    """Exclusion verdicts for every annotator of a study (or one)."""
-    rules = store.get_study(study_id).spec.exclusion
-    return [_decide(t, rules) for t in _tallies(store, study_id, only)]
+def evaluate(s: Session, spec: StudySpec, study_id: int, only: int | None = None) -> list[ExclusionDecision]:
+    """Exclusion verdicts for every annotator of a study (or one), read in the session ``s``.
+
+    Args:
+        s: An open session of the store.
+        spec: The study's spec (its declared ``exclusion`` rules are applied).
+        study_id: The study.
+        only: One annotator id instead of all.
+    """
+    return [_decide(t, spec.exclusion) for t in _tallies(s, spec, study_id, only)]
 
 
-def progress_rows(store: StudyStore, study_id: int, only: int | None = None) -> list[AnnotatorProgress]:
-    """Progress of every annotator of a study (or one), with the exclusion verdict."""
-    rules = store.get_study(study_id).spec.exclusion
+def progress_rows(s: Session, spec: StudySpec, study_id: int, only: int | None = None) -> list[AnnotatorProgress]:
+    """Progress of every annotator of a study (or one), with the exclusion verdict (arguments as `evaluate`)."""
     out = []
-    for t in _tallies(store, study_id, only):
-        d = _decide(t, rules)
+    for t in _tallies(s, spec, study_id, only):
+        d = _decide(t, spec.exclusion)
         out.append(
             AnnotatorProgress(
                 annotator_id=t.annotator_id,

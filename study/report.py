@@ -1,4 +1,4 @@
-"""From stored answers to the study's statistics (calls `dashboard.stats`; no database access here).
+"""From stored answers to the study's statistics (calls `study.stats`; no database access here).
 
 Per criterion:
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dashboard import stats
-from dashboard.store.types import StudySpec
+from study import stats
+from study.types import StudySpec
 
 GSB_CODE = {"B": 0.0, "S": 1.0, "G": 2.0}
 

@@ -1,7 +1,7 @@
 """User-study statistics: GSB, rank aggregation, agreement and Bradley–Terry, each with its formula stated.
 
 Pure functions over plain arrays (numpy, scipy, `krippendorff`); no database, no Streamlit, no torch, so every
-number can be checked on its own against a hand-computed case (tests/dashboard/test_stats.py).
+number can be checked on its own against a hand-computed case (tests/study/test_stats.py).
 
 Conventions (peers-and-practice §3):
 

@@ -6,7 +6,7 @@ Two audiences read these types:
   `AnnotatorProgress`; none of them carries a method name, a catch-trial flag or a run path, so nothing that
   identifies a method can reach an annotator's browser through them;
 - the **admin** side (the Admin page, exports, statistics) sees `StudySpec`, `StudyInfo`, `Invite`,
-  `ExclusionDecision` and the statistics objects from `dashboard.stats`.
+  `ExclusionDecision` and the statistics objects from `study.stats`.
 
 `Panel` is the one bridge: the server needs the method and its run directory to load images, so
 `StudyStore.panels` returns them; the app must use them server-side only (load/downscale the images and

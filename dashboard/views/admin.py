@@ -97,7 +97,7 @@ def _method_names(chosen: list[runs.StoryboardSet]) -> dict[str, runs.Storyboard
 
 
 def _create_study(s, store) -> None:
-    from dashboard.store import ExclusionRules, StoreError, StudySpec, paper_criteria
+    from study import ExclusionRules, StoreError, StudySpec, paper_criteria
 
     if not s.runs:
         st.info("No run roots configured (`unimage dashboard --runs DIR`): studies are created from run directories.")
@@ -190,7 +190,7 @@ def _create_study(s, store) -> None:
 
 # ----------------------------------------------------------------------------------------------- invites
 def _invites(s, store, info) -> None:
-    from dashboard.store import StoreError
+    from study import StoreError
 
     spec = info.spec
     st.markdown(

@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common, runs
-from reports.published import HEADERS, TABLE1_COLUMNS, UNIMAGE_TABLE1
+from formats.published import UNIMAGE_TABLE1
+from formats.results import HEADERS, RESULT_COLUMNS, TABLE1_COLUMNS
 
 ID_COLUMNS = ("sweep", "arm", "split", "era", "backbones", "judge")
 
@@ -35,7 +36,7 @@ def render() -> None:
         st.info("No evaluated runs (no `metrics/summary.json`) under: " + ", ".join(s.runs))
         return
     df = pd.DataFrame(rows)
-    for c in runs.RESULT_COLUMNS:
+    for c in RESULT_COLUMNS:
         if c not in df:
             df[c] = float("nan")
     df = _filter(df, "split", "Split")
@@ -53,9 +54,9 @@ def render() -> None:
     tab_table, tab_story, tab_t1 = st.tabs(["Results table", "Per-story drill-down", "Table 1 view"])
     with tab_table:
         st.dataframe(
-            df[[*ID_COLUMNS, *runs.RESULT_COLUMNS]],
+            df[[*ID_COLUMNS, *RESULT_COLUMNS]],
             hide_index=True,
-            column_config={c: st.column_config.NumberColumn(format="%.2f") for c in runs.RESULT_COLUMNS},
+            column_config={c: st.column_config.NumberColumn(format="%.2f") for c in RESULT_COLUMNS},
             key="res_table",
         )
         st.caption(f"{len(df)} rows · CSD, CIDS, OCCM ×100; Alignment 0–100; Inception and Aesthetics raw.")

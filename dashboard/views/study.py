@@ -129,7 +129,7 @@ def _load_panel(roots: tuple[str, ...], catalog, panel) -> dict:
     view = common.cached_script(sb.base, panel.story_id)
     order = list(range(len(shot_list)))
     if panel.corruption_seed is not None:
-        from dashboard.store import corrupted_shot_order
+        from study import corrupted_shot_order
 
         order = corrupted_shot_order(len(shot_list), panel.corruption_seed)
     for pos in order:

@@ -23,9 +23,18 @@ import bench.evaluate as ev
 from bench.backbones import load_backbones
 from bench.evaluate import EvalConfig, evaluate
 from bench.judge.toy import ToyJudge
+from formats.perstory import read_per_story
 
 REPO = Path(__file__).resolve().parents[2]
-ALL_FILES = ("summary.json", "results_row.json", "provenance.json", "metadata.json", "manifest.json", "issues.json")
+ALL_FILES = (
+    "summary.json",
+    "results_row.json",
+    "per_story.json",
+    "provenance.json",
+    "metadata.json",
+    "manifest.json",
+    "issues.json",
+)
 
 
 def run_eval(dataset, outputs, out, era="A", **kw):
@@ -123,6 +132,17 @@ def test_end_to_end_era_a(bench_data, tmp_path):
     assert prov["era"] == "A" and prov["comparable_with_published"] is False and "toy" in prov["backbones"]
     assert prov["judge_model"].startswith("toy") and prov["pairing"] == "positional"
     assert "file_hashes" in prov
+    # per_story.json: the pairs the row aggregates (Era A CIDS: each story's (Σ characters, n characters))
+    parts = read_per_story(out)
+    assert parts is not None and parts.era == "A"
+    assert sorted(parts.columns) == sorted(
+        ["csd_self", "csd_cross", "cids_self", "cids_cross", "alignment", "occm", "aesthetics"]
+    )
+    assert parts.columns["cids_cross"].stories["08"] == (
+        (sum(c["cross"] for c in cids["08"]["details"]["characters"].values()), 3.0),
+    )
+    for column, p in parts.columns.items():
+        assert p.value() == pytest.approx(row[column], rel=1e-12), column
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diversity"]["inception_score"] == pytest.approx(row["inception"])
     assert summary["cids"]["cids_self_mean"] == pytest.approx(
@@ -138,6 +158,17 @@ def test_eras_b_c_and_lite(bench_data, tmp_path):
     cids_b = json.loads((b.out / "metrics" / "cids" / "story_results.json").read_text())
     story_means = [r["metrics"]["cids_cross_mean"] for r in cids_b.values()]
     assert b.row["cids_cross"] == pytest.approx(100 * np.mean(story_means))  # per story, then stories
+    # per_story.json holds the rounded story means the row averages (Era B rounds them to 4 decimals, §4.4)
+    parts = read_per_story(b.out)
+    assert (
+        parts is not None
+        and parts.era == "B"
+        and sorted(parts.columns) == ["cids_cross", "cids_self", "csd_cross", "csd_self", "occm"]
+    )
+    assert [p[0][0] for p in parts.columns["cids_cross"].stories.values()] == story_means
+    assert all(round(m, 4) == m for m in story_means)
+    for column, p in parts.columns.items():
+        assert p.value() == pytest.approx(b.row[column], rel=1e-12), column
     # Era C: index pairing, OCCM counts every detector box and skips shots without an image.
     items = [json.loads(line) for line in (c.out / "metrics" / "occm" / "items.jsonl").read_text().splitlines()]
     # Officially file N is shot N, so story 08's 0-based files lose shot 4 too (and shot_03.png is corrupt).

@@ -1,4 +1,4 @@
-"""Outputs layout: run discovery, accepted variants, pairing, per-story problems, and the atomic writer."""
+"""Outputs layout: run discovery, accepted variants, pairing, per-story problems; the writer's output read back."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ import pytest
 from PIL import Image
 
 from bench.dataset import load_story
-from bench.outputs import (
-    OutputsError,
-    OutputWriter,
-    atomic_write_bytes,
-    find_run,
-    list_modes,
-    read_story_outputs,
-    shot_number,
-)
+from bench.outputs import OutputsError, find_run, list_modes, read_story_outputs, shot_number
+from formats.vistory import OutputWriter
+from fsio import atomic_write_bytes
 from tests.bench.conftest import build_dataset, build_outputs, draw_shot
 
 
@@ -123,7 +117,7 @@ def test_writer_roundtrip_atomic_and_resumable(tmp_path):
     w = OutputWriter(tmp_path / "outs", "ours", "default", "en", "20250505_101010")
     for shot in story.shots[:3]:
         w.write_shot("01", shot.index, draw_shot("01", list(shot.character_keys)))
-    w.write_text("01", "script.json", "{}")
+    w.write_script("01", "3 shots", {})
     assert w.done_shots("01") == {1, 2, 3}
     assert w.shot_path("01", 3).name == "shot_03.png"
     with pytest.raises(ValueError, match="1-based"):

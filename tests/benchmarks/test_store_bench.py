@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.store import Criterion, ExclusionRules, StudySpec, open_store
-from tests.dashboard.pg_server import PgServer, PgUnavailable, start_server
+from study import Criterion, ExclusionRules, StudySpec, open_store
+from tests.study.pg_server import PgServer, PgUnavailable, start_server
 
 ITEMS = 40
 

@@ -12,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 from dashboard import cli
 from dashboard.common import admin_login_throttle
 from dashboard.settings import MIN_ADMIN_TOKEN_LENGTH
-from dashboard.store import StudySpec, open_store, paper_criteria
 from dashboard.throttle import FREE_TRIES, Throttle
 from dashboard.views.admin import FULL_MODE_WARNING
+from study import StudySpec, open_store, paper_criteria
 from tests.dashboard.conftest import ADMIN_TOKEN, APP, set_env
 from unimage.cli import main
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.store import StudySpec, open_store, paper_criteria
+from study import StudySpec, open_store, paper_criteria
 from tests.dashboard.conftest import ADMIN_TOKEN
 
 CHROMIUM = "/usr/bin/chromium"

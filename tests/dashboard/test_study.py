@@ -11,7 +11,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from dashboard.store import Criterion, StudySpec, open_store, paper_criteria
+from study import Criterion, StudySpec, open_store, paper_criteria
 from tests.dashboard.conftest import ADMIN_TOKEN, APP
 
 RANK = paper_criteria("rank")[:2]  # overall, plot

@@ -25,7 +25,6 @@ WRITERS = {
     "fsio": "from fsio import atomic_write_text as w",
     "unimage.data.atomic": "from unimage.data.atomic import atomic_write_text as w",
     "ablations.status": "from ablations.status import atomic_write_text as w",
-    "bench.outputs": "from bench.outputs import atomic_write_text as w",
 }
 
 _KILLED = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from reports.published import UNIMAGE_TABLE1
+from formats.published import UNIMAGE_TABLE1
 from unimage.cli import main
 
 

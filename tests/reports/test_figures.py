@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.backbones import load_backbones
+from bench.evaluate import EvalConfig, evaluate
 from reports.figures import cids_distributions, metric_bars, save_figure, training_curves
 from reports.perstory import column_stat
 from reports.rows import collect_rows
+from tests.bench.conftest import build_dataset, build_outputs
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -50,9 +53,28 @@ def test_per_story_statistics_reproduce_the_row(evaluated_sweep):
     """The per-story pairs aggregate back to the evaluator's value (so the bootstrap resamples the right thing)."""
     for m in collect_rows([evaluated_sweep]):
         for c in ("csd_self", "csd_cross", "cids_self", "cids_cross", "alignment", "occm", "aesthetics"):
-            stat = column_stat(m.path, c, "A")
+            stat = column_stat(m.path, c)
             assert stat is not None and len(stat.stories) == 3
             assert stat.value() == pytest.approx(m.value(c), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("era", ["B", "C"])
+def test_per_story_statistics_reproduce_the_row_in_eras_b_c(tmp_path, era):
+    """Eras B/C average rounded story means of CIDS (not the plain character means): the reports take bench's own
+    per-story numbers, so the statistic over all stories is the row's value to the last digits."""
+    dataset, outputs = build_dataset(tmp_path / "ViStory"), build_outputs(tmp_path / "outputs")
+    cfg = EvalConfig(
+        dataset, outputs, "toy-method", era=era, metrics=("cids", "csd"), out=tmp_path / "res", progress=False
+    )
+    rep = evaluate(cfg, load_backbones("toy", era=era), None)
+    for c in ("cids_self", "cids_cross", "csd_self", "csd_cross"):
+        stat = column_stat(rep.out, c)
+        assert stat is not None and stat.stories == ["01", "02", "08"]
+        assert stat.value() == pytest.approx(rep.row[c], rel=1e-12, abs=1e-12), c
+    # a folder written before per_story.json existed: the same numbers, from the evaluator's own code
+    (rep.out / "per_story.json").unlink()
+    for c in ("cids_self", "cids_cross"):
+        assert column_stat(rep.out, c).value() == pytest.approx(rep.row[c], rel=1e-12, abs=1e-12), c
 
 
 def test_bootstrap_interval_known_answer(tmp_path):

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from dashboard.store import Criterion, StudySpec, open_store, paper_criteria
 from reports.study import study_figures
+from study import Criterion, StudySpec, open_store, paper_criteria
 from unimage.cli import main
 
 METHODS = ("UniMAGE", "StoryDiffusion", "SEED-Story")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.published import UNIMAGE_TABLE1
+from formats.published import UNIMAGE_TABLE1
 from reports.rows import collect_rows
 from reports.table1 import build_table1, to_csv, to_latex, to_markdown, write_table1
 

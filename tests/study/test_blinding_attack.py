@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from dashboard.store import Criterion, StudySpec, open_store, schema
-from dashboard.store.design import shown_order
-from dashboard.store.types import LABELS
+from study import Criterion, StudySpec, open_store, schema
+from study.design import shown_order
+from study.types import LABELS
 
 METHODS = ("ref", "m1", "m2")
 STORIES = tuple(f"{i:02d}" for i in range(1, 25))  # 24 stories x 2 test methods = 48 pairs per annotator

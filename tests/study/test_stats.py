@@ -1,4 +1,4 @@
-"""Known-answer tests of dashboard.stats: every expected number is worked out by hand below or comes from an
+"""Known-answer tests of study.stats: every expected number is worked out by hand below or comes from an
 independent source (Krippendorff's published example, scipy's Friedman test, choix's BT fit)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from dashboard import stats
+from study import stats
 
 # ----------------------------------------------------------------------------------------------- GSB
 
@@ -236,7 +236,7 @@ def test_stats_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, dashboard.stats, dashboard.store; print('torch' in sys.modules)"
+    code = "import sys, study.stats, study; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from dashboard.store import (
+from study import (
     AccessDenied,
     Criterion,
     ExclusionRules,
@@ -29,9 +29,9 @@ from dashboard.store import (
     paper_criteria,
     schema,
 )
-from dashboard.store.engine import SchemaTooNew
-from dashboard.store.export import read_answers
-from tests.dashboard.pg_server import PgUnavailable, shared_server
+from study.engine import SchemaTooNew
+from study.export import read_answers
+from tests.study.pg_server import PgUnavailable, shared_server
 
 METHODS = ("UniMAGE", "StoryDiffusion", "Seed-Story")
 REF = "StoryDiffusion"
@@ -469,7 +469,7 @@ def test_sqlite_uses_wal_and_busy_timeout(tmp_path):
 
 
 def test_urls_paths_and_memory(tmp_path):
-    from dashboard.store.engine import normalise_url
+    from study.engine import normalise_url
 
     assert normalise_url(tmp_path / "a.db") == f"sqlite:///{tmp_path / 'a.db'}"
     assert normalise_url("postgresql://u:pw@h:5/db") == "postgresql+psycopg://u:pw@h:5/db"

@@ -18,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from dashboard.store import Criterion, ExclusionRules, StudySpec, open_store, schema
-from tests.dashboard.pg_server import PgUnavailable, shared_server
+from study import Criterion, ExclusionRules, StudySpec, open_store, schema
+from tests.study.pg_server import PgUnavailable, shared_server
 
 N_ANNOTATORS = 50
 N_ITEMS = 100

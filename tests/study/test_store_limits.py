@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import pytest
 
-from dashboard.store import AccessDenied, Criterion, StoreError, StudySpec, limits, open_store
-from tests.dashboard.pg_server import PgUnavailable, shared_server
+from study import AccessDenied, Criterion, StoreError, StudySpec, limits, open_store
+from tests.study.pg_server import PgUnavailable, shared_server
 
 HUGE = "x" * 5_000_000
 SURROGATE = "bad\ud800name"

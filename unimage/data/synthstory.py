@@ -41,9 +41,10 @@ from typing import Any
 
 from PIL import Image
 
-from unimage.data.atomic import atomic_write_bytes, atomic_write_text
+from formats.vistory import DATASET_FOLDER, IMAGE_FOLDER, STORY_FILE, OutputWriter
+from fsio import atomic_write_bytes, atomic_write_text
 from unimage.data.synthdraw import render_reference, render_shot
-from unimage.data.synthspec import StorySpec, SynthStoryConfig, sample_story
+from unimage.data.synthspec import ShotSpec, StorySpec, SynthStoryConfig, sample_story
 from unimage.data.synthtext import ground_truth, pair_text, script_text, story_json
 from unimage.script import parse, to_dict
 
@@ -144,32 +145,26 @@ def generate(out_dir: str | os.PathLike[str], config: SynthStoryConfig | None = 
     writer.text(train_root / "pairs.jsonl", _jsonl(rows))
 
     eval_root = out / "eval"
-    gt_run = eval_root.joinpath("outputs", *GT_OUTPUT_RUN)
+    gt = OutputWriter(eval_root / "outputs", *GT_OUTPUT_RUN)
     for story in specs["eval"]:
-        sdir = eval_root / "ViStory" / story.story_id
-        writer.text(sdir / "story.json", json.dumps(story_json(story), ensure_ascii=False, indent=2) + "\n")
+        sid = story.story_id
+        sdir = eval_root / DATASET_FOLDER / sid
+        writer.text(sdir / STORY_FILE, json.dumps(story_json(story), ensure_ascii=False, indent=2) + "\n")
         for char in story.characters:
             for v in range(config.refs_per_character):
                 writer.image(
-                    sdir / "image" / char.key / f"{v:02d}.{config.ref_format}",
+                    sdir / IMAGE_FOLDER / char.key / f"{v:02d}.{config.ref_format}",
                     partial(render_reference, char, config.ref_side, v),
                 )
-        writer.text(
-            eval_root / "ground_truth" / f"{story.story_id}.json", json.dumps(ground_truth(story), indent=2) + "\n"
-        )
+        writer.text(eval_root / "ground_truth" / f"{sid}.json", json.dumps(ground_truth(story), indent=2) + "\n")
         script = script_text(story)
-        writer.text(eval_root / "scripts" / f"{story.story_id}.txt", script)
-        writer.text(gt_run / story.story_id / "script.txt", script)
+        writer.text(eval_root / "scripts" / f"{sid}.txt", script)
+        # The exact keyframes in the output layout, through its one writer (each file skipped when it exists).
         parsed = parse(script)
-        writer.text(
-            gt_run / story.story_id / "script.json",
-            json.dumps(to_dict(parsed.script, parsed.problems), ensure_ascii=False, indent=2) + "\n",
-        )
+        writer.once(gt.script_path(sid, "txt"), partial(gt.write_script, sid, text=script))
+        writer.once(gt.script_path(sid), partial(gt.write_script, sid, data=to_dict(parsed.script, parsed.problems)))
         for shot in story.shots:
-            writer.image(
-                gt_run / story.story_id / "shots" / f"shot_{shot.index:02d}.png",
-                partial(render_shot, story, shot),
-            )
+            writer.once(gt.shot_path(sid, shot.index), partial(_write_gt_shot, gt, story, shot))
 
     report.stories = sum(len(v) for v in specs.values())
     report.keyframes = sum(len(s.shots) for s in specs["train"] + specs["pair"] + specs["eval"])
@@ -209,6 +204,10 @@ def encode_image(image: Image.Image, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
+def _write_gt_shot(gt: OutputWriter, story: StorySpec, shot: ShotSpec) -> None:
+    gt.write_shot(story.story_id, shot.index, encode_image(render_shot(story, shot)))
+
+
 class _Writer:
     """Writes files atomically, skipping those that already exist (they are complete by construction)."""
 
@@ -227,4 +226,12 @@ class _Writer:
             self.report.files_skipped += 1
             return
         atomic_write_text(path, text)
+        self.report.files_written += 1
+
+    def once(self, path: Path, write: Callable[[], object]) -> None:
+        """Call ``write`` (which writes ``path``, e.g. through `formats.vistory.OutputWriter`) unless ``path`` exists."""
+        if path.exists():
+            self.report.files_skipped += 1
+            return
+        write()
         self.report.files_written += 1

@@ -12,7 +12,7 @@ Conversion (text-only mode, as the paper's Table 1: no reference images are used
 Angle brackets in the story texts become ‹ › (they would read as tags or cues). Script shots are numbered 1..n; the
 image of shot k is written as ``shot_NN.png`` with NN the 1-based ``index`` of story.json (DESIGN.md §3.3).
 
-Output layout (DESIGN.md §3.3, vistorybench.md §2)::
+Output layout (DESIGN.md §3.3, vistorybench.md §2), written through `formats.vistory.OutputWriter`::
 
     <outputs>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/generation.json      what produced the run, per-story status
     <outputs>/<method>/<mode>/<lang>/<YYYYMMDD_HHMMSS>/<story_id>/shots/shot_NN.png
@@ -43,16 +43,25 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from unimage.data.atomic import atomic_write_bytes, atomic_write_text
+from formats.vistory import (
+    LITE_IDS,
+    STORY_FILE,
+    OutputWriter,
+    check_timestamp,
+    dataset_root,
+    free_timestamp,
+    is_canonical_timestamp,
+    read_story_json,
+    shot_name,
+)
+from fsio import atomic_write_text
 from unimage.infer.config import SamplingConfig
 from unimage.script import Description, Entity, Script, Shot, parse, serialize, to_dict
 
 __all__ = [
-    "LITE_STORY_IDS",
     "VistoryReport",
     "generate_vistory",
     "load_story_json",
@@ -60,31 +69,7 @@ __all__ = [
     "story_to_script",
 ]
 
-#: The 20 stories of ViStoryBench's lite split (vistorybench.md §1).
-LITE_STORY_IDS = (
-    "01",
-    "08",
-    "09",
-    "15",
-    "17",
-    "19",
-    "24",
-    "27",
-    "28",
-    "29",
-    "32",
-    "41",
-    "52",
-    "53",
-    "55",
-    "57",
-    "60",
-    "64",
-    "68",
-    "79",
-)
 RUN_FILE = "generation.json"
-TIMESTAMP_RE = re.compile(r"^\d{8}_\d{6}$")
 Split = Literal["full", "lite"]
 
 
@@ -97,14 +82,12 @@ def load_story_json(path: str | Path) -> dict[str, Any]:
     """Read a ``story.json`` (UTF-8 with or without BOM, as the official loader).
 
     Raises:
-        ValueError: The file cannot be read or is not a JSON object with ``Characters`` and ``Shots``.
+        ValueError: The file cannot be read (`formats.vistory.StoryFileError`) or is not a JSON object with
+            ``Characters`` and ``Shots``.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read story.json: {err}") from err
-    if not isinstance(data, dict) or not isinstance(data.get("Shots"), list):
+    data = read_story_json(path)
+    if not isinstance(data.get("Shots"), list):
         raise ValueError(f"{path}: not a ViStoryBench story (needs a 'Shots' list)")
     if not isinstance(data.get("Characters", {}), dict):
         raise ValueError(f"{path}: 'Characters' must be an object")
@@ -231,23 +214,13 @@ def story_ids(dataset: str | Path, split: Split = "full") -> list[str]:
     """Numeric story folders holding a story.json, sorted; ``lite`` keeps the official 20 that exist."""
     root = dataset_root(dataset)
     ids = sorted(
-        (p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / "story.json").is_file()), key=int
+        (p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and (p / STORY_FILE).is_file()), key=int
     )
     if split == "lite":
-        ids = [i for i in ids if i in LITE_STORY_IDS]
+        ids = [i for i in ids if i in LITE_IDS]
     elif split != "full":
         raise ValueError(f"split must be 'full' or 'lite', got {split!r}")
     return ids
-
-
-def dataset_root(dataset: str | Path) -> Path:
-    """The folder holding ``<NN>/story.json``: ``dataset`` itself or its ``ViStory`` sub-folder."""
-    root = Path(dataset)
-    if (root / "ViStory").is_dir() and not any(p.name.isdigit() for p in root.iterdir() if p.is_dir()):
-        root = root / "ViStory"
-    if not root.is_dir():
-        raise FileNotFoundError(f"ViStoryBench dataset folder not found: {root}")
-    return root
 
 
 ########################################################################################################################
@@ -296,14 +269,8 @@ def _fingerprint(directory: str) -> dict[str, Any]:
     }
 
 
-def _story_done(story_dir: Path, indices: Sequence[int]) -> bool:
-    return (story_dir / "script.json").is_file() and all(
-        (story_dir / "shots" / f"shot_{i:02d}.png").is_file() for i in indices
-    )
-
-
-def _pick_run(parent: Path, record: dict[str, Any], timestamp: str | None) -> Path:
-    """The run folder to write: ``timestamp`` if given, else the newest with the same settings, else a new one."""
+def _pick_run(parent: Path, record: dict[str, Any], timestamp: str | None) -> str:
+    """The run folder's timestamp: ``timestamp`` if given, else the newest run with the same settings, else a new one."""
 
     def same(run: Path) -> bool:
         try:
@@ -313,23 +280,18 @@ def _pick_run(parent: Path, record: dict[str, Any], timestamp: str | None) -> Pa
         return bool(old.get("settings") == record["settings"])
 
     if timestamp is not None:
-        if not TIMESTAMP_RE.match(timestamp):
-            raise ValueError(f"timestamp {timestamp!r} is not YYYYMMDD_HHMMSS")
-        run = parent / timestamp
+        run = parent / check_timestamp(timestamp)
         if run.is_dir() and (run / RUN_FILE).is_file() and not same(run):
             raise FileExistsError(
                 f"{run} was generated with other settings ({run / RUN_FILE}); choose another timestamp"
             )
-        return run
+        return timestamp
     if parent.is_dir():
-        runs = sorted((p for p in parent.iterdir() if p.is_dir() and TIMESTAMP_RE.match(p.name)), reverse=True)
+        runs = sorted((p for p in parent.iterdir() if p.is_dir() and is_canonical_timestamp(p.name)), reverse=True)
         for run in runs:
             if same(run):
-                return run
-    now = datetime.now()
-    while (parent / now.strftime("%Y%m%d_%H%M%S")).exists():
-        now += timedelta(seconds=1)
-    return parent / now.strftime("%Y%m%d_%H%M%S")
+                return run.name
+    return free_timestamp(parent)
 
 
 def generate_vistory(
@@ -416,7 +378,9 @@ def generate_vistory(
             "scripts": str(Path(scripts).resolve()) if scripts is not None else None,
         },
     }
-    run = _pick_run(Path(outputs) / method / mode / lang, record, timestamp)
+    parent = Path(outputs) / method / mode / lang
+    writer = OutputWriter(Path(outputs), method, mode, lang, _pick_run(parent, record, timestamp))
+    run = writer.run_dir
     status: dict[str, str] = {}
     if (run / RUN_FILE).is_file():
         status = json.loads((run / RUN_FILE).read_text(encoding="utf-8")).get("stories", {})
@@ -437,17 +401,16 @@ def generate_vistory(
             tqdm.write(f"story {sid} failed: {message}\n{traceback.format_exc(limit=3)}")
 
     def finish(sid: str, script: Script, indices: list[int]) -> None:
-        story_dir = run / sid
-        atomic_write_text(story_dir / "script.txt", serialize(script))
-        parsed = parse(serialize(script))
-        payload = to_dict(parsed.script, parsed.problems) | {"shot_files": [f"shot_{i:02d}.png" for i in indices]}
-        atomic_write_text(story_dir / "script.json", json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        text = serialize(script)
+        parsed = parse(text)
+        payload = to_dict(parsed.script, parsed.problems) | {"shot_files": [shot_name(i) for i in indices]}
+        writer.write_script(sid, text, payload)
         report.generated.append(sid)
         status[sid] = "done"
         save_record()
 
     def write_shot(sid: str, index: int, image: Any) -> None:
-        atomic_write_bytes(run / sid / "shots" / f"shot_{index:02d}.png", _png(image))
+        writer.write_shot(sid, index, image)
         report.keyframes += 1
 
     def render_alone(sid: str, script: Script, indices: list[int]) -> None:
@@ -485,7 +448,7 @@ def generate_vistory(
     for sid in ids:
         try:
             script, indices = story_to_script(
-                load_story_json(root / sid / "story.json"), lang, f"{root / sid}/story.json"
+                load_story_json(root / sid / STORY_FILE), lang, f"{root / sid}/{STORY_FILE}"
             )
             given = Path(scripts) / f"{sid}.txt" if scripts is not None else None
             if given is not None and given.is_file():
@@ -493,7 +456,7 @@ def generate_vistory(
         except Exception as err:
             fail(sid, err)
             continue
-        if _story_done(run / sid, indices):
+        if writer.story_done(sid, indices):
             report.skipped.append(sid)
             status[sid] = "done"
         else:
@@ -521,11 +484,3 @@ def _given_script(path: Path, n_shots: int) -> Script:
     if len(result.script.shots) != n_shots:
         raise ValueError(f"{path}: the script has {len(result.script.shots)} shots, story.json has {n_shots}")
     return result.script
-
-
-def _png(image: Any) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()

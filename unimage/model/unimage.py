@@ -26,9 +26,7 @@ vector (p·p·C), Nce CE positions, Nmse noisy latent tokens, V vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +36,8 @@ from unimage.model.attention import AttentionLayout, ResolvedBackend, resolve_ba
 from unimage.model.config import ModelConfig
 from unimage.model.embeddings import MLPconnector, PositionEmbedding, TimestepEmbedder
 from unimage.model.mot import KVPair, MoTForCausalLM, Routing, rope_inv_freq
-from unimage.model.packing import PackedBatch, Segment
+from unimage.model.packing import PackedBatch
 from unimage.model.vit import SiglipNavit
-
-if TYPE_CHECKING:
-    from unimage.model.cache import Context
-    from unimage.model.generation import CfgOptions
 
 __all__ = ["LossTerms", "UniMAGE", "shift_timesteps"]
 
@@ -261,34 +255,3 @@ class UniMAGE(nn.Module):
         mse = mse_sum / max(n_mse, 1)
         total = self.config.ce_weight * ce + self.config.mse_weight * mse
         return LossTerms(total, ce, mse, ce_sum, mse_sum, n_ce, n_mse)
-
-    # ------------------------------------------------------------------------------------------------ inference
-
-    def prefill(self, context: Context, segments: Sequence[Segment]) -> Context:
-        """Append text / ViT / clean-VAE segments to a KV-cache context; see ``unimage.model.cache.prefill``."""
-        from unimage.model.cache import prefill
-
-        return prefill(self, context, segments)
-
-    def generate_text(self, context: Context, **kwargs: Any) -> list[int]:
-        """Decode text after ``context``; see ``unimage.model.generation.generate_text``."""
-        from unimage.model.generation import generate_text
-
-        return generate_text(self, context, **kwargs)
-
-    def generate_image(
-        self,
-        context: Context,
-        size: tuple[int, int],
-        cfg: CfgOptions | None = None,
-        cfg_text_context: Context | None = None,
-        cfg_img_context: Context | None = None,
-        id_token_ids: Sequence[int] = (),
-        **kwargs: Any,
-    ) -> Tensor:
-        """Sample normalised VAE latents; see ``unimage.model.generation.generate_image``."""
-        from unimage.model.generation import generate_image
-
-        return generate_image(
-            self, context, size, cfg, cfg_text_context, cfg_img_context, id_token_ids=id_token_ids, **kwargs
-        )
