@@ -173,3 +173,37 @@ def test_cli_prompt_align_with_openai_judge_on_local_server(bench_data, tmp_path
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     rc = main([*base, *judge, "--metrics", "prompt_align", "--out", str(tmp_path / "r3"), "--no-progress"])
     assert rc == 2 and "no API key" in capsys.readouterr().err
+
+
+def test_evaluate_options_are_eval_config(capsys, monkeypatch):
+    """`bench evaluate`'s options are EvalConfig's fields: help = docstring line, values = the dataclass's."""
+    import argparse
+    from dataclasses import fields
+    from pathlib import Path
+
+    import pytest
+
+    from bench.cli import configure
+    from bench.evaluate import EvalConfig
+    from cliargs import field_docs, given_values
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per option
+    with pytest.raises(SystemExit):
+        main(["bench", "evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    docs = field_docs(EvalConfig)
+    for f in fields(EvalConfig):
+        assert docs[f.name] in text, f.name
+    assert f"--batch-size INT {docs['batch_size']} (default: 16)" in text
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    base = ["evaluate", "--dataset", "d", "--outputs", "o", "--method", "m"]
+    assert EvalConfig(**given_values(parser.parse_args(base), EvalConfig)) == EvalConfig(Path("d"), Path("o"), "m")
+    old = [*base, "--fix", "zero-based-shift", "--fix", "gpt-eval-matching", "--no-progress", "--metrics", "csd"]
+    new = [*base, "--fixes", "zero-based-shift", "gpt-eval-matching", "--no-progress", "--metrics", "csd"]
+    expected = EvalConfig(
+        Path("d"), Path("o"), "m", metrics=("csd",), progress=False, fixes=("zero-based-shift", "gpt-eval-matching")
+    )
+    for argv in (old, new):
+        assert EvalConfig(**given_values(parser.parse_args(argv), EvalConfig)) == expected

@@ -71,3 +71,79 @@ def test_bad_input_exit_codes(tiny_ckpt, tmp_path, capsys):
     assert "undefined-mention" in capsys.readouterr().err
     assert main(["write", "p", "--ckpt", str(tmp_path / "missing"), "-o", str(tmp_path / "o.txt")]) == 2
     assert not (tmp_path / "o.txt").exists()
+
+
+def _help(capsys, monkeypatch, argv):
+    """``unimage ARGV --help`` on one line per option (no wrapping), whitespace collapsed."""
+    import pytest
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_is_sampling_config_docstring(capsys, monkeypatch):
+    """Every SamplingConfig field is an option of write or render, its help the field's docstring line + default."""
+    from dataclasses import fields
+
+    from cliargs import field_docs
+    from unimage.infer.config import SamplingConfig
+
+    docs, defaults = field_docs(SamplingConfig), SamplingConfig()
+    text = _help(capsys, monkeypatch, ["write"]) + " " + _help(capsys, monkeypatch, ["render"])
+    for f in fields(SamplingConfig):
+        assert docs[f.name] in text, f.name
+    assert f"--top-p FLOAT {docs['top_p']} (default: {defaults.top_p})" in text
+    assert f"--num-timesteps INT, --steps INT {docs['num_timesteps']} (default: 50)" in text
+    # The default shown is the dataclass's: change it there and --help changes.
+    monkeypatch.setattr(SamplingConfig.__dataclass_fields__["num_timesteps"], "default", 60)
+    assert f"{docs['num_timesteps']} (default: 60)" in _help(capsys, monkeypatch, ["render"])
+
+
+# The spellings the commands had before their options were generated, with the value each must set.
+OLD_TEXT_FLAGS = [
+    (["--sample"], "do_sample", True),
+    (["--no-cache"], "use_cache", False),
+    (["--temperature", "0.5"], "temperature", 0.5),
+    (["--top-p", "0.9"], "top_p", 0.9),
+    (["--max-new-tokens", "9"], "max_new_tokens", 9),
+    (["--max-entry-tokens", "8"], "max_entry_tokens", 8),
+    (["--max-shots", "3"], "max_shots", 3),
+    (["--seed", "4"], "seed", 4),
+]
+OLD_IMAGE_FLAGS = [
+    (["--steps", "7"], "num_timesteps", 7),
+    (["--shift", "2.5"], "timestep_shift", 2.5),
+    (["--cfg-text-scale", "4"], "cfg_text_scale", 4.0),
+    (["--cfg-img-scale", "1.2"], "cfg_img_scale", 1.2),
+    (["--cfg-interval", "0.1", "0.9"], "cfg_interval", (0.1, 0.9)),
+    (["--cfg-renorm-type", "channel"], "cfg_renorm_type", "channel"),
+    (["--cfg-renorm-min", "0.5"], "cfg_renorm_min", 0.5),
+    (["--no-batch-cfg"], "batch_cfg", False),
+    (["--height", "32"], "image_height", 32),
+    (["--width", "48"], "image_width", 48),
+    (["--vae-max-size", "64"], "vae_max_size", 64),
+    (["--vae-min-size", "32"], "vae_min_size", 32),
+    (["--vit-max-size", "56"], "vit_max_size", 56),
+    (["--vit-min-size", "28"], "vit_min_size", 28),
+    (["--seed", "5"], "seed", 5),
+]
+
+
+def test_old_flag_spellings_still_set_the_same_fields():
+    import argparse
+
+    from unimage.infer.cli import configure_render, configure_write, sampling_config
+    from unimage.infer.config import SamplingConfig
+
+    for configure, base, table in (
+        (configure_write, ["p", "-o", "o.txt", "--ckpt", "c"], OLD_TEXT_FLAGS),
+        (configure_render, ["s.txt", "-o", "out", "--ckpt", "c"], OLD_IMAGE_FLAGS),
+    ):
+        parser = argparse.ArgumentParser()
+        configure(parser)
+        assert sampling_config(parser.parse_args(base)) == SamplingConfig()  # nothing given: BAGEL's defaults
+        for flags, name, value in table:
+            assert getattr(sampling_config(parser.parse_args([*base, *flags])), name) == value, flags

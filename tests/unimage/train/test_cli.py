@@ -28,6 +28,17 @@ def test_unimage_fit_print_config_tiny(capsys, tmp_path):
     assert cfg["data"]["packer"]["expected_num_tokens"] == 2048
 
 
+def test_unimage_fit_hands_its_argv_to_lightningcli(capsys):
+    """Everything after ``fit`` is LightningCLI's, ``--help`` included (no argparse subparser in between)."""
+    from unimage.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.id_prompting" in out and "--run_dir" in out and "--print_config" in out
+
+
 def test_bagel_config_is_the_paper_recipe_on_fsdp(capsys):
     cfg = _printed(capsys, ["fit", "--config", str(bundled_config("bagel-7b-mot-finetune")), "--print_config"])
     m = cfg["model"]
