@@ -85,10 +85,24 @@ def _means_table(res: EffectsResult) -> list[str]:
 def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
     """The page's text; links are relative to ``out_dir``."""
     out = Path(out_dir)
-    rows = res.effects
-    lines = [f"# Effects: {res.sweep.name}", ""]
-    refs = sorted({r.reference for r in rows})
+    lines = _header(res, out) + _effects_section(res) + _null_section(res) + _controls_section(res)
+    lines += _means_table(res)
+    sheets = [(k.removeprefix("keyframes_"), p) for k, p in res.files.items() if k.startswith("keyframes_")]
+    if sheets:
+        lines += ["## Keyframe sheets", ""]
+        for name, p in sheets:
+            lines += [f"**{name}** (stories × shots)", "", f"![keyframes {name}]({_rel(p, out)})", ""]
+    notes = _notes(res)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def _header(res: EffectsResult, out: Path) -> list[str]:
+    """Title, what the arms and the test are, and links to the files the page is made from."""
+    refs = sorted({r.reference for r in res.effects})
     n_runs = {a: len(d.runs) for a, d in res.arms.items()}
+    lines = [f"# Effects: {res.sweep.name}", ""]
     lines += [
         f"Arms (run folders): {', '.join(f'`{a}` ({d.role}, {n_runs[a]})' for a, d in res.arms.items())}.",
         f"Each arm's delta is arm − reference (`{'`, `'.join(refs) or '–'}`), mean over seeds and stories. "
@@ -107,41 +121,52 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
     lines += ["Files: " + " · ".join(links), ""]
     if "forest_png" in res.files:
         lines += [f"![effects forest plot]({_rel(res.files['forest_png'], out)})", ""]
+    return lines
 
+
+def _effects_section(res: EffectsResult) -> list[str]:
+    """Per ablation arm: detected, significant before Holm only, below the seed noise, and the rest."""
+    rows = res.effects
     ablations = list(dict.fromkeys(r.arm for r in rows if r.role != "null"))
-    lines += ["## Effects", ""]
+    lines = ["## Effects", ""]
     if not ablations:
         lines += ["No ablation arm with a reference.", ""]
     for arm in ablations:
-        mine = [r for r in rows if r.arm == arm]
-        det = [r for r in mine if r.detected]
-        lines.append(f"**`{arm}` vs `{mine[0].reference}`** — {len(det)} of {len(mine)} metrics detected.")
-        lines.append("")
-        for r in sorted(det, key=lambda r: r.p_holm):
-            lines.append(f"- detected: {_effect_text(r)}")
-        unadjusted = [r for r in mine if not r.detected and r.ci_excludes_zero]
-        for r in sorted(unadjusted, key=lambda r: r.p):
-            lines.append(f"- CI excludes 0 but not significant after Holm over {len(mine)} metrics: {_effect_text(r)}")
-        below, above = [], []
-        for r in mine:
-            if r.detected or r.ci_excludes_zero:
-                continue
-            band = res.bands.get((r.reference, r.metric))
-            if band is not None and math.isfinite(r.delta) and abs(r.delta) <= band:
-                below.append(r)
-            else:
-                above.append(r)
-        if below:
-            lines.append("- below the seed noise: " + ", ".join(f"`{r.metric}` {_g(r.delta)}" for r in below))
-        if above:
-            what = "not detected, outside the null band" if res.bands else "not detected (no null arm to compare)"
-            lines.append(
-                f"- {what}: " + ", ".join(f"`{r.metric}` {_g(r.delta)} (p_holm {_p(r.p_holm)})" for r in above)
-            )
-        lines.append("")
+        lines += _arm_effects(res, [r for r in rows if r.arm == arm])
+    return lines
 
+
+def _arm_effects(res: EffectsResult, mine: list[EffectRow]) -> list[str]:
+    """The lines of one ablation arm (``mine``: its rows, one per metric)."""
+    det = [r for r in mine if r.detected]
+    lines = [f"**`{mine[0].arm}` vs `{mine[0].reference}`** — {len(det)} of {len(mine)} metrics detected.", ""]
+    for r in sorted(det, key=lambda r: r.p_holm):
+        lines.append(f"- detected: {_effect_text(r)}")
+    unadjusted = [r for r in mine if not r.detected and r.ci_excludes_zero]
+    for r in sorted(unadjusted, key=lambda r: r.p):
+        lines.append(f"- CI excludes 0 but not significant after Holm over {len(mine)} metrics: {_effect_text(r)}")
+    below, above = [], []
+    for r in mine:
+        if r.detected or r.ci_excludes_zero:
+            continue
+        band = res.bands.get((r.reference, r.metric))
+        if band is not None and math.isfinite(r.delta) and abs(r.delta) <= band:
+            below.append(r)
+        else:
+            above.append(r)
+    if below:
+        lines.append("- below the seed noise: " + ", ".join(f"`{r.metric}` {_g(r.delta)}" for r in below))
+    if above:
+        what = "not detected, outside the null band" if res.bands else "not detected (no null arm to compare)"
+        lines.append(f"- {what}: " + ", ".join(f"`{r.metric}` {_g(r.delta)} (p_holm {_p(r.p_holm)})" for r in above))
+    return [*lines, ""]
+
+
+def _null_section(res: EffectsResult) -> list[str]:
+    """Whether the null arm (seed noise alone) has a Holm-significant metric: it should have none."""
+    rows = res.effects
     nulls = list(dict.fromkeys(r.arm for r in rows if r.role == "null"))
-    lines += ["## Null arm (seed noise alone)", ""]
+    lines = ["## Null arm (seed noise alone)", ""]
     if not nulls:
         lines += ["The sweep has no null arm: effects cannot be compared with seed noise.", ""]
     for arm in nulls:
@@ -155,34 +180,41 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
         else:
             lines.append(f"The null arm `{arm}` has no Holm-significant metric (of {len(mine)}), as it should.")
         lines.append("")
+    return lines
 
-    lines += ["## Positive controls", ""]
+
+def _controls_section(res: EffectsResult) -> list[str]:
+    """Positive controls: blind metrics, what detects each corruption, wrong-way moves, missing expectations."""
+    lines = ["## Positive controls", ""]
     if not res.controls:
-        lines += ["No controls in this sweep.", ""]
+        return [*lines, "No controls in this sweep.", ""]
+    blind = [c for c in res.controls if c.blind]
+    if blind:
+        lines.append("Blind metrics (the corruption they exist to see is not detected):")
+        lines += [f"- `{c.metric}` is blind to `{c.corruption}`: {_control_text(c)}" for c in blind]
     else:
-        blind = [c for c in res.controls if c.blind]
-        if blind:
-            lines.append("Blind metrics (the corruption they exist to see is not detected):")
-            lines += [f"- `{c.metric}` is blind to `{c.corruption}`: {_control_text(c)}" for c in blind]
-        else:
-            lines.append("Every metric detects the corruption it targets.")
-        lines.append("")
-        for corruption in dict.fromkeys(c.corruption for c in res.controls):
-            of_corruption = [c for c in res.controls if c.corruption == corruption]
-            det_metrics = [c.metric for c in of_corruption if c.detected]
-            wrong = [c for c in of_corruption if c.wrong_way]
-            text = f"- `{corruption}`: detected by {', '.join(f'`{m}`' for m in det_metrics) or 'no metric'}"
-            if wrong:
-                text += "; moves the wrong way: " + ", ".join(_control_text(c) for c in wrong)
-            lines.append(text)
-        missing = [c for c in res.controls if not c.has_expectation]
-        if missing:
-            lines.append(
-                "- no expectation in expected.csv (taken as `any`, not a target): "
-                + ", ".join(f"`{c.corruption}`×`{c.metric}`" for c in missing)
-            )
-        lines.append("")
+        lines.append("Every metric detects the corruption it targets.")
+    lines.append("")
+    for corruption in dict.fromkeys(c.corruption for c in res.controls):
+        of_corruption = [c for c in res.controls if c.corruption == corruption]
+        det_metrics = [c.metric for c in of_corruption if c.detected]
+        wrong = [c for c in of_corruption if c.wrong_way]
+        text = f"- `{corruption}`: detected by {', '.join(f'`{m}`' for m in det_metrics) or 'no metric'}"
+        if wrong:
+            text += "; moves the wrong way: " + ", ".join(_control_text(c) for c in wrong)
+        lines.append(text)
+    missing = [c for c in res.controls if not c.has_expectation]
+    if missing:
+        lines.append(
+            "- no expectation in expected.csv (taken as `any`, not a target): "
+            + ", ".join(f"`{c.corruption}`×`{c.metric}`" for c in missing)
+        )
+    return [*lines, ""]
 
+
+def _notes(res: EffectsResult) -> list[str]:
+    """Caveats: uneven seed counts, single-seed arms, skipped undefined values, and the result's own notes."""
+    rows = res.effects
     notes = list(res.notes)
     uneven = sorted(
         {(r.arm, r.reference, r.n_seeds_arm, r.n_seeds_ref) for r in rows if r.n_seeds_arm != r.n_seeds_ref}
@@ -198,12 +230,4 @@ def effects_markdown(res: EffectsResult, out_dir: str | Path) -> str:
         notes.append(
             "undefined values skipped (arm+reference cells): " + ", ".join(f"`{a}`/`{m}` {n}" for a, m, n in undefined)
         )
-    lines += _means_table(res)
-    sheets = [(k.removeprefix("keyframes_"), p) for k, p in res.files.items() if k.startswith("keyframes_")]
-    if sheets:
-        lines += ["## Keyframe sheets", ""]
-        for name, p in sheets:
-            lines += [f"**{name}** (stories × shots)", "", f"![keyframes {name}]({_rel(p, out)})", ""]
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
+    return notes
