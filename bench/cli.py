@@ -23,8 +23,10 @@ from cliargs import add_dataclass_arguments, given_values
 
 @dataclass(frozen=True)
 class Scoring:
-    """What scores the outputs: the backbones and the prompt-alignment judge (the options of ``bench evaluate``
-    besides ``EvalConfig``'s; provenance records what they loaded).
+    """What scores the outputs: the backbones and the prompt-alignment judge, by name.
+
+    Not ``EvalConfig`` fields because :func:`bench.evaluate.evaluate` takes them as built objects (``Backbones``,
+    ``Judge``); the command builds them from these names.
 
     Attributes:
         backbones: ``official`` = the ViStoryBench networks from ``--weights``; ``toy`` = weight-free, NOT comparable
