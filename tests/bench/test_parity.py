@@ -195,70 +195,85 @@ def reference(world: World, era: str, fixes: frozenset[str]) -> dict[str, dict]:
         occm_shots: list[float] = []
         for shot in story.shots:
             image = ref.paired(story)[shot.index]
-            E = len(shot.keys)
             boxes = world.detections[image] if image is not None else []
+            picks: list[int | None] = [None] * len(shot.keys)
             if image is not None and shot.keys:
-                cands = ref.candidates(boxes, E, "cids")
-                S, F = [], []
-                for k in shot.keys:
-                    enc = ref.encoder(story, k, "cids")
-                    feats = ref.call([ref.feat(b.obj, enc) for b in cands], enc)
-                    S.append(similarity(feats, refs[k]))
-                    F.append(feats)
-                if era == "C":
-                    picks = hungarian(S)
-                elif "align-face-rows" in fixes or all(f is not None for feats in F for f in feats):
-                    picks = greedy_official(S)
-                else:
-                    picks = packed_rows(story, shot.keys, F, refs, ref)
+                cands, picks = cids_picks(ref, story, shot.keys, boxes, refs)
                 for k, p in zip(shot.keys, picks):
                     if p is not None:
                         crop_objs[k].append(cands[p].obj)
-            else:
-                picks = [None] * E
-            # OCCM
-            if era == "A":
-                cands = ref.candidates(boxes, E, "gpt")
-                S2 = [similarity([ref.feat(b.obj, "clip") for b in cands], gpt_refs[k]) for k in shot.keys]
-                if "gpt-eval-matching" in fixes:
-                    D = sum(p is not None for p in greedy_official(S2))  # type: ignore[arg-type]
-                else:
-                    D = sum(p is not None for p in greedy_gpt_eval(S2))  # type: ignore[arg-type]
-                occm_shots.append(1.0 if E == 0 else math.exp(-abs(D - E) / (EPS_A + E)))
-            elif era == "B" and image is not None:  # e67e43e skips shots without an image entry
-                D = sum(p is not None for p in picks)
-                occm_shots.append(100.0 if E == 0 else 100 * math.exp(-abs(D - E) / (1e-6 + E)))
-            elif image is not None and E > 0:
-                D = len([b for b in boxes if nonempty_after_clip(b)])
-                occm_shots.append(100 * math.exp(-abs(D - E) / (1e-6 + E)))
-        chars = {}
-        for k in story.chars:
-            # the matched crops are encoded again in one call; those without a face are dropped
-            enc = ref.encoder(story, k, "cids")
-            raw = [ref.feat(o, enc) for o in crop_objs[k]]
-            G, R = [f for f in ref.call(raw, enc) if f is not None], np.stack(refs[k])
-            if not G:
-                chars[k] = (0.0, 0.0)
-                continue
-            Gm = np.stack(G)
-            cross = float((Gm @ R.T).astype(np.float64).mean())
-            if len(G) == 1:
-                self_ = 1.0
-            else:
-                gg = (Gm @ Gm.T).astype(np.float64)
-                self_ = float(gg[np.triu_indices(len(G), 1)].mean())
-            chars[k] = (round(self_, 4), round(cross, 4))
-        if era == "A":
-            occm = 100 * sum(occm_shots) / len(occm_shots)
-        elif occm_shots:
-            occm = round(sum(occm_shots) / len(occm_shots), 4)
-        else:
-            occm = math.nan if "occm-empty-story-nan" in fixes else 0.0
+            value = occm_shot(ref, shot.keys, image, boxes, picks, gpt_refs)
+            if value is not None:
+                occm_shots.append(value)
+        chars = {k: char_cids(ref, story, k, crop_objs[k], refs[k]) for k in story.chars}
         means = [float(np.mean([c[i] for c in chars.values()])) for i in (0, 1)]
         if era != "A" and "unrounded-story-means" not in fixes:
             means = [round(m, 4) for m in means]
+        occm = story_occm(occm_shots, era, fixes)
         result[sid] = {"chars": chars, "self_mean": means[0], "cross_mean": means[1], "occm": occm}
     return result
+
+
+def cids_picks(ref: Ref, story: Story, keys: list[str], boxes: list[Box], refs: dict) -> tuple[list[Box], list]:
+    """One shot's CIDS candidates and the candidate matched to each listed character (None: none)."""
+    cands = ref.candidates(boxes, len(keys), "cids")
+    S, F = [], []
+    for k in keys:
+        enc = ref.encoder(story, k, "cids")
+        feats = ref.call([ref.feat(b.obj, enc) for b in cands], enc)
+        S.append(similarity(feats, refs[k]))
+        F.append(feats)
+    if ref.era == "C":
+        return cands, hungarian(S)
+    if "align-face-rows" in ref.fixes or all(f is not None for feats in F for f in feats):
+        return cands, greedy_official(S)
+    return cands, packed_rows(story, keys, F, refs, ref)
+
+
+def occm_shot(
+    ref: Ref, keys: list[str], image: int | None, boxes: list[Box], picks: list, gpt_refs: dict
+) -> float | None:
+    """One shot's OCCM term (None: the era skips the shot)."""
+    E = len(keys)
+    if ref.era == "A":
+        cands = ref.candidates(boxes, E, "gpt")
+        S2 = [similarity([ref.feat(b.obj, "clip") for b in cands], gpt_refs[k]) for k in keys]
+        greedy = greedy_official if "gpt-eval-matching" in ref.fixes else greedy_gpt_eval
+        D = sum(p is not None for p in greedy(S2))  # type: ignore[arg-type]
+        return 1.0 if E == 0 else math.exp(-abs(D - E) / (EPS_A + E))
+    if ref.era == "B" and image is not None:  # e67e43e skips shots without an image entry
+        D = sum(p is not None for p in picks)
+        return 100.0 if E == 0 else 100 * math.exp(-abs(D - E) / (1e-6 + E))
+    if image is not None and E > 0:
+        D = len([b for b in boxes if nonempty_after_clip(b)])
+        return 100 * math.exp(-abs(D - E) / (1e-6 + E))
+    return None
+
+
+def char_cids(ref: Ref, story: Story, key: str, crop_objs: list[int], refs: list[np.ndarray]) -> tuple[float, float]:
+    """One character's (self, cross) CIDS: its matched crops encoded again in one call, faceless ones dropped."""
+    enc = ref.encoder(story, key, "cids")
+    raw = [ref.feat(o, enc) for o in crop_objs]
+    G, R = [f for f in ref.call(raw, enc) if f is not None], np.stack(refs)
+    if not G:
+        return (0.0, 0.0)
+    Gm = np.stack(G)
+    cross = float((Gm @ R.T).astype(np.float64).mean())
+    if len(G) == 1:
+        self_ = 1.0
+    else:
+        gg = (Gm @ Gm.T).astype(np.float64)
+        self_ = float(gg[np.triu_indices(len(G), 1)].mean())
+    return (round(self_, 4), round(cross, 4))
+
+
+def story_occm(occm_shots: list[float], era: str, fixes: frozenset[str]) -> float:
+    """A story's OCCM from its shots' terms (an empty story: 0, or NaN with the fix)."""
+    if era == "A":
+        return 100 * sum(occm_shots) / len(occm_shots)
+    if occm_shots:
+        return round(sum(occm_shots) / len(occm_shots), 4)
+    return math.nan if "occm-empty-story-nan" in fixes else 0.0
 
 
 def dataset_means(ref: dict[str, dict], era: str) -> dict[str, float]:
