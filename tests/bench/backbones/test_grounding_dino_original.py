@@ -77,129 +77,158 @@ SWINT_OGC = Dims(
 EXTRA_PATTERNS = ("attn.relative_position_index", "bert.embeddings.position_ids", "bert.pooler.", "label_enc.")
 
 
+class _Shapes(dict[str, tuple[int, ...]]):
+    """Tensor name → shape, with one method per repeated module of the original code."""
+
+    def __init__(self, d: Dims) -> None:
+        super().__init__()
+        self.d = d
+
+    def lin(self, name: str, o: int, i: int, bias: bool = True) -> None:
+        self[f"{name}.weight"] = (o, i)
+        if bias:
+            self[f"{name}.bias"] = (o,)
+
+    def ln(self, name: str, n: int) -> None:
+        self[f"{name}.weight"] = (n,)
+        self[f"{name}.bias"] = (n,)
+
+    def mha(self, name: str, n: int) -> None:  # nn.MultiheadAttention
+        self[f"{name}.in_proj_weight"] = (3 * n, n)
+        self[f"{name}.in_proj_bias"] = (3 * n,)
+        self.lin(f"{name}.out_proj", n, n)
+
+    def msda(self, name: str) -> None:  # MSDeformAttn
+        d = self.d
+        self.lin(f"{name}.sampling_offsets", d.heads * d.levels * d.points * 2, d.d_model)
+        self.lin(f"{name}.attention_weights", d.heads * d.levels * d.points, d.d_model)
+        self.lin(f"{name}.value_proj", d.d_model, d.d_model)
+        self.lin(f"{name}.output_proj", d.d_model, d.d_model)
+
+    def box_mlp(self, name: str) -> None:  # MLP(d, d, 4, 3)
+        d = self.d
+        self.lin(f"{name}.layers.0", d.d_model, d.d_model)
+        self.lin(f"{name}.layers.1", d.d_model, d.d_model)
+        self.lin(f"{name}.layers.2", 4, d.d_model)
+
+
 def original_key_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
     """Every tensor of the original checkpoint for sizes `d` (read from the IDEA-Research source)."""
-    out: dict[str, tuple[int, ...]] = {}
+    out = _Shapes(d)
+    for part in (_swin, _bert, _input_proj, _transformer, _encoder, _decoder):
+        part(out, d)
+    out["label_enc.weight"] = (d.dn_labelbook + 1, d.d_model)
+    return dict(out)
 
-    def lin(name: str, o: int, i: int, bias: bool = True) -> None:
-        out[f"{name}.weight"] = (o, i)
-        if bias:
-            out[f"{name}.bias"] = (o,)
 
-    def ln(name: str, n: int) -> None:
-        out[f"{name}.weight"] = (n,)
-        out[f"{name}.bias"] = (n,)
-
-    def mha(name: str, n: int) -> None:  # nn.MultiheadAttention
-        out[f"{name}.in_proj_weight"] = (3 * n, n)
-        out[f"{name}.in_proj_bias"] = (3 * n,)
-        lin(f"{name}.out_proj", n, n)
-
-    def msda(name: str) -> None:  # MSDeformAttn
-        lin(f"{name}.sampling_offsets", d.heads * d.levels * d.points * 2, d.d_model)
-        lin(f"{name}.attention_weights", d.heads * d.levels * d.points, d.d_model)
-        lin(f"{name}.value_proj", d.d_model, d.d_model)
-        lin(f"{name}.output_proj", d.d_model, d.d_model)
-
-    def box_mlp(name: str) -> None:  # MLP(d, d, 4, 3)
-        lin(f"{name}.layers.0", d.d_model, d.d_model)
-        lin(f"{name}.layers.1", d.d_model, d.d_model)
-        lin(f"{name}.layers.2", 4, d.d_model)
-
+def _swin(out: _Shapes, d: Dims) -> None:
     # Swin (backbone.0), out_indices (1, 2, 3)
     out["backbone.0.patch_embed.proj.weight"] = (d.embed, 3, 4, 4)
     out["backbone.0.patch_embed.proj.bias"] = (d.embed,)
-    ln("backbone.0.patch_embed.norm", d.embed)
+    out.ln("backbone.0.patch_embed.norm", d.embed)
     for i, (depth, heads) in enumerate(zip(d.depths, d.swin_heads, strict=True)):
         c = d.embed * 2**i
         for b in range(depth):
             p = f"backbone.0.layers.{i}.blocks.{b}"
-            ln(f"{p}.norm1", c)
+            out.ln(f"{p}.norm1", c)
             out[f"{p}.attn.relative_position_bias_table"] = ((2 * d.window - 1) ** 2, heads)
             out[f"{p}.attn.relative_position_index"] = (d.window**2, d.window**2)
-            lin(f"{p}.attn.qkv", 3 * c, c)
-            lin(f"{p}.attn.proj", c, c)
-            ln(f"{p}.norm2", c)
-            lin(f"{p}.mlp.fc1", 4 * c, c)
-            lin(f"{p}.mlp.fc2", c, 4 * c)
+            out.lin(f"{p}.attn.qkv", 3 * c, c)
+            out.lin(f"{p}.attn.proj", c, c)
+            out.ln(f"{p}.norm2", c)
+            out.lin(f"{p}.mlp.fc1", 4 * c, c)
+            out.lin(f"{p}.mlp.fc2", c, 4 * c)
         if i < len(d.depths) - 1:
-            lin(f"backbone.0.layers.{i}.downsample.reduction", 2 * c, 4 * c, bias=False)
-            ln(f"backbone.0.layers.{i}.downsample.norm", 4 * c)
+            out.lin(f"backbone.0.layers.{i}.downsample.reduction", 2 * c, 4 * c, bias=False)
+            out.ln(f"backbone.0.layers.{i}.downsample.norm", 4 * c)
     for i in (1, 2, 3):
-        ln(f"backbone.0.norm{i}", d.embed * 2**i)
+        out.ln(f"backbone.0.norm{i}", d.embed * 2**i)
+
+
+def _bert(out: _Shapes, d: Dims) -> None:
     # BERT (BertModelWarper keeps embeddings, encoder, pooler)
     h = d.bert_hidden
     out["bert.embeddings.word_embeddings.weight"] = (d.vocab, h)
     out["bert.embeddings.position_embeddings.weight"] = (d.max_pos, h)
     out["bert.embeddings.token_type_embeddings.weight"] = (2, h)
     out["bert.embeddings.position_ids"] = (1, d.max_pos)
-    ln("bert.embeddings.LayerNorm", h)
+    out.ln("bert.embeddings.LayerNorm", h)
     for i in range(d.bert_layers):
         p = f"bert.encoder.layer.{i}"
         for n in ("query", "key", "value"):
-            lin(f"{p}.attention.self.{n}", h, h)
-        lin(f"{p}.attention.output.dense", h, h)
-        ln(f"{p}.attention.output.LayerNorm", h)
-        lin(f"{p}.intermediate.dense", d.bert_ffn, h)
-        lin(f"{p}.output.dense", h, d.bert_ffn)
-        ln(f"{p}.output.LayerNorm", h)
-    lin("bert.pooler.dense", h, h)
-    lin("feat_map", d.d_model, h)
+            out.lin(f"{p}.attention.self.{n}", h, h)
+        out.lin(f"{p}.attention.output.dense", h, h)
+        out.ln(f"{p}.attention.output.LayerNorm", h)
+        out.lin(f"{p}.intermediate.dense", d.bert_ffn, h)
+        out.lin(f"{p}.output.dense", h, d.bert_ffn)
+        out.ln(f"{p}.output.LayerNorm", h)
+    out.lin("bert.pooler.dense", h, h)
+    out.lin("feat_map", d.d_model, h)
+
+
+def _input_proj(out: _Shapes, d: Dims) -> None:
     # input projections: 3 backbone levels (1×1 conv) + 1 extra (3×3 stride-2 conv), each + GroupNorm(32)
     for i, c in enumerate([d.embed * 2, d.embed * 4, d.embed * 8]):
         out[f"input_proj.{i}.0.weight"] = (d.d_model, c, 1, 1)
         out[f"input_proj.{i}.0.bias"] = (d.d_model,)
-        ln(f"input_proj.{i}.1", d.d_model)
+        out.ln(f"input_proj.{i}.1", d.d_model)
     out["input_proj.3.0.weight"] = (d.d_model, d.embed * 8, 3, 3)
     out["input_proj.3.0.bias"] = (d.d_model,)
-    ln("input_proj.3.1", d.d_model)
+    out.ln("input_proj.3.1", d.d_model)
+
+
+def _transformer(out: _Shapes, d: Dims) -> None:
     # transformer
     out["transformer.level_embed"] = (d.levels, d.d_model)
     out["transformer.tgt_embed.weight"] = (d.queries, d.d_model)
-    lin("transformer.enc_output", d.d_model, d.d_model)
-    ln("transformer.enc_output_norm", d.d_model)
-    box_mlp("transformer.enc_out_bbox_embed")
+    out.lin("transformer.enc_output", d.d_model, d.d_model)
+    out.ln("transformer.enc_output_norm", d.d_model)
+    out.box_mlp("transformer.enc_out_bbox_embed")
+
+
+def _encoder(out: _Shapes, d: Dims) -> None:
     for i in range(d.enc_layers):
         p = f"transformer.encoder.layers.{i}"
-        msda(f"{p}.self_attn")
-        ln(f"{p}.norm1", d.d_model)
-        lin(f"{p}.linear1", d.ffn, d.d_model)
-        lin(f"{p}.linear2", d.d_model, d.ffn)
-        ln(f"{p}.norm2", d.d_model)
+        out.msda(f"{p}.self_attn")
+        out.ln(f"{p}.norm1", d.d_model)
+        out.lin(f"{p}.linear1", d.ffn, d.d_model)
+        out.lin(f"{p}.linear2", d.d_model, d.ffn)
+        out.ln(f"{p}.norm2", d.d_model)
         t = f"transformer.encoder.text_layers.{i}"  # TransformerEncoderLayer(d, heads // 2, ffn // 2)
-        mha(f"{t}.self_attn", d.d_model)
-        lin(f"{t}.linear1", d.ffn // 2, d.d_model)
-        lin(f"{t}.linear2", d.d_model, d.ffn // 2)
-        ln(f"{t}.norm1", d.d_model)
-        ln(f"{t}.norm2", d.d_model)
+        out.mha(f"{t}.self_attn", d.d_model)
+        out.lin(f"{t}.linear1", d.ffn // 2, d.d_model)
+        out.lin(f"{t}.linear2", d.d_model, d.ffn // 2)
+        out.ln(f"{t}.norm1", d.d_model)
+        out.ln(f"{t}.norm2", d.d_model)
         f = f"transformer.encoder.fusion_layers.{i}"  # BiAttentionBlock(v=l=d, embed=ffn // 2)
         out[f"{f}.gamma_v"] = (d.d_model,)
         out[f"{f}.gamma_l"] = (d.d_model,)
-        ln(f"{f}.layer_norm_v", d.d_model)
-        ln(f"{f}.layer_norm_l", d.d_model)
+        out.ln(f"{f}.layer_norm_v", d.d_model)
+        out.ln(f"{f}.layer_norm_l", d.d_model)
         for n in ("v_proj", "l_proj", "values_v_proj", "values_l_proj"):
-            lin(f"{f}.attn.{n}", d.ffn // 2, d.d_model)
+            out.lin(f"{f}.attn.{n}", d.ffn // 2, d.d_model)
         for n in ("out_v_proj", "out_l_proj"):
-            lin(f"{f}.attn.{n}", d.d_model, d.ffn // 2)
+            out.lin(f"{f}.attn.{n}", d.d_model, d.ffn // 2)
+
+
+def _decoder(out: _Shapes, d: Dims) -> None:
     for i in range(d.dec_layers):
         p = f"transformer.decoder.layers.{i}"
-        msda(f"{p}.cross_attn")
-        ln(f"{p}.norm1", d.d_model)
-        mha(f"{p}.ca_text", d.d_model)
-        ln(f"{p}.catext_norm", d.d_model)
-        mha(f"{p}.self_attn", d.d_model)
-        ln(f"{p}.norm2", d.d_model)
-        lin(f"{p}.linear1", d.ffn, d.d_model)
-        lin(f"{p}.linear2", d.d_model, d.ffn)
-        ln(f"{p}.norm3", d.d_model)
-    ln("transformer.decoder.norm", d.d_model)
-    lin("transformer.decoder.ref_point_head.layers.0", d.d_model, 2 * d.d_model)
-    lin("transformer.decoder.ref_point_head.layers.1", d.d_model, d.d_model)
+        out.msda(f"{p}.cross_attn")
+        out.ln(f"{p}.norm1", d.d_model)
+        out.mha(f"{p}.ca_text", d.d_model)
+        out.ln(f"{p}.catext_norm", d.d_model)
+        out.mha(f"{p}.self_attn", d.d_model)
+        out.ln(f"{p}.norm2", d.d_model)
+        out.lin(f"{p}.linear1", d.ffn, d.d_model)
+        out.lin(f"{p}.linear2", d.d_model, d.ffn)
+        out.ln(f"{p}.norm3", d.d_model)
+    out.ln("transformer.decoder.norm", d.d_model)
+    out.lin("transformer.decoder.ref_point_head.layers.0", d.d_model, 2 * d.d_model)
+    out.lin("transformer.decoder.ref_point_head.layers.1", d.d_model, d.d_model)
     for i in range(d.dec_layers):  # one shared MLP, registered per layer under two paths
-        box_mlp(f"bbox_embed.{i}")
-        box_mlp(f"transformer.decoder.bbox_embed.{i}")
-    out["label_enc.weight"] = (d.dn_labelbook + 1, d.d_model)
-    return out
+        out.box_mlp(f"bbox_embed.{i}")
+        out.box_mlp(f"transformer.decoder.bbox_embed.{i}")
 
 
 def is_extra(key: str) -> bool:
