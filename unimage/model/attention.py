@@ -345,9 +345,79 @@ def _use_math(q: Tensor) -> bool:
     return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One kernel call of the per-split plan: the rows of one query split over the keys it sees.
+
+    Attributes:
+        out: The query rows this call produces (one split, contiguous).
+        q: Rows fed to the kernel as queries: ``out``, or for a causal call the ``len(k) - len(out)`` rows before it
+            too (their outputs are dropped; their gradient is exactly zero).
+        k: Key / value rows (a slice when contiguous, else an index tensor).
+        causal: Run with ``is_causal=True`` (top-left aligned over len(q) = len(k) rows, which on the kept rows is
+            the bottom-right-aligned causal rule of a text split after its visible prefix).
+        mask: [len(out), len(k)] bool where the split's rows are neither all-visible nor causal (else None).
+    """
+
+    out: slice
+    q: slice
+    k: slice | Tensor
+    causal: bool
+    mask: Tensor | None
+
+
+# A causal split of n queries over m visible keys runs as one is_causal call over m rows (m²/2 scores) when
+# m <= _CAUSAL_WASTE · n; beyond that (a short text after a long context) a masked call over n·m scores is cheaper.
+# SDPA with a bool mask costs about 2.6x an is_causal call per score on CPU, so the break-even is near m = 5n.
+_CAUSAL_WASTE = 5
+
+
+def _split_plan(layout: AttentionLayout) -> list[_Call]:
+    """Per query split (contiguous run of one split id), the kernel call that computes it, in query order.
+
+    The rule is evaluated only on each split's own [n, Lk_d] block of its document's keys (never Lq·Lk). A split
+    whose rows all see the same keys (images; one decoded token) becomes an unmasked call over exactly those keys;
+    a text split that sees its prefix and itself causally becomes an ``is_causal`` call; anything else keeps its
+    boolean block as the mask.
+    """
+    calls: list[_Call] = []
+    doc_keys: dict[int, Tensor] = {}
+    q_doc = layout.q_doc.tolist()
+    for start, end, _full in layout.query_splits():
+        d = int(q_doc[start])
+        if d not in doc_keys:
+            doc_keys[d] = (layout.k_doc == d).nonzero().flatten()
+        keys = doc_keys[d]  # [Lk_d]
+        rows = torch.arange(start, end, device=keys.device)
+        block = layout.allowed(rows[:, None], keys[None, :])  # [n, Lk_d]
+        visible = block.any(0)
+        kidx = keys[visible]  # [m] keys seen by any row of the split
+        b = block[:, visible]  # [n, m]
+        n, m = b.shape
+        if not bool(block.any(1).all()):
+            raise ValueError(f"query split at rows {start}:{end} has a query that sees no key")
+        out = slice(start, end)
+        if bool(b.all()):
+            calls.append(_Call(out, out, _rows(kidx), False, None))
+            continue
+        extra = m - n
+        causal = 0 <= extra <= start and torch.equal(b, torch.ones(n, m, dtype=torch.bool, device=b.device).tril(extra))
+        if causal and m <= _CAUSAL_WASTE * n:
+            calls.append(_Call(out, slice(start - extra, end), _rows(kidx), True, None))
+        else:
+            calls.append(_Call(out, out, _rows(kidx), False, b))
+    return calls
+
+
 def _sdpa_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scale: float) -> Tensor:
-    """SDPA one document at a time on its own keys (the varlen idea without a varlen kernel)."""
-    blocks, tiled = layout.memo("sdpa_per_doc", lambda: _doc_blocks(layout))
+    """SDPA one query split at a time on the keys it sees (the varlen idea without a varlen kernel).
+
+    Documents never meet (each split's keys are its own document's), so cost is linear in the number of samples;
+    within a document the images run unmasked and the text causally, so no mask is built for a training pack.
+    """
+    calls = layout.memo("sdpa_plan", lambda: _split_plan(layout))
+    if not calls:
+        return q.new_empty(q.shape)
     math = _use_math(q)
     biases: list[Tensor | None] = []
     if math:  # additive masks (0 / −inf) in the kernel dtype, built once per layout and shared by all layers
@@ -355,32 +425,28 @@ def _sdpa_per_doc(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, scal
             f"bias_{q.dtype}",
             lambda: [
                 None
-                if b.mask is None
-                else torch.zeros(b.mask.shape, dtype=q.dtype, device=q.device).masked_fill(~b.mask, float("-inf"))
-                for b in blocks
+                if c.mask is None
+                else torch.zeros(c.mask.shape, dtype=q.dtype, device=q.device).masked_fill(~c.mask, float("-inf"))
+                for c in calls
             ],
         )
     outs = []
-    for i, b in enumerate(blocks):
+    for i, c in enumerate(calls):
         if math and biases[i] is not None:
-            outs.append(_math_attention(q[b.q], k[b.k], v[b.k], biases[i], scale))  # type: ignore[arg-type]
+            outs.append(_math_attention(q[c.q], k[c.k], v[c.k], biases[i], scale))  # type: ignore[arg-type]
             continue
         o = F.scaled_dot_product_attention(
-            q[b.q].transpose(0, 1)[None],  # [1, Hq, Lq_d, Dh]
-            k[b.k].transpose(0, 1)[None],  # [1, Hkv, Lk_d, Dh]
-            v[b.k].transpose(0, 1)[None],
-            attn_mask=None if b.mask is None else b.mask[None, None],
+            q[c.q].transpose(0, 1)[None],  # [1, Hq, Lq_c, Dh]
+            k[c.k].transpose(0, 1)[None],  # [1, Hkv, Lk_c, Dh]
+            v[c.k].transpose(0, 1)[None],
+            attn_mask=None if c.mask is None else c.mask[None, None],
+            is_causal=c.causal,
             scale=scale,
             enable_gqa=True,
-        )
-        outs.append(o[0].transpose(0, 1))  # [Lq_d, Hq, Dh]
-    if tiled:
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
-    # Allocate in the kernel's dtype (under autocast it differs from q's).
-    out = outs[0].new_empty((layout.num_queries, *outs[0].shape[1:]))
-    for b, o in zip(blocks, outs):
-        out[b.q] = o
-    return out
+        )[0].transpose(0, 1)  # [Lq_c, Hq, Dh]
+        drop = (c.q.stop - c.q.start) - (c.out.stop - c.out.start)
+        outs.append(o[drop:] if drop else o)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)  # the splits tile [0, Lq) in order
 
 
 _COMPILED_FLEX: dict[str, Any] = {}

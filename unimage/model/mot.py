@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -163,11 +164,44 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        """[..., dim] → [..., dim]."""
-        dtype = x.dtype
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(dtype)
+        """[..., dim] → [..., dim] in the promoted dtype of x and the weight (as Qwen2)."""
+        return rms_norm(x, self.weight, self.eps)
+
+
+class _RMSNorm(torch.autograd.Function):
+    """Qwen2's RMSNorm as one autograd node: saves x (its own dtype) and the [N, 1] fp32 rsqrt, not the fp32 copy
+    of x and the chain of ~7 elementwise results that autograd would keep; the forward ops are Qwen2's, in order,
+    so fp32 outputs are bit-identical."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, eps: float) -> Tensor:
+        xf = x.to(_stat_dtype(x))
+        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)  # [..., 1]
+        normed = (xf * rstd).to(x.dtype)
+        ctx.save_for_backward(x, weight, rstd)
+        return weight * normed
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x, weight, rstd = ctx.saved_tensors
+        xhat = x.to(rstd.dtype) * rstd  # [..., D] fp32
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad * xhat.to(x.dtype)).reshape(-1, *weight.shape).sum(0).to(weight.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gn = grad.to(rstd.dtype) * weight.to(rstd.dtype)  # d loss / d normed
+            grad_x = (rstd * (gn - xhat * (gn * xhat).mean(-1, keepdim=True))).to(x.dtype)
+        return grad_x, grad_w, None
+
+
+def _stat_dtype(x: Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)  # fp32 for fp32 / bf16 / fp16 (fp64 stays fp64 for tests)
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """``weight · cast(x·rsqrt(mean(x²)+eps))`` with the statistics in fp32 (Qwen2); weight broadcasts over x."""
+    return _RMSNorm.apply(x, weight, eps)
 
 
 def rope_inv_freq(head_dim: int, theta: float) -> Tensor:
@@ -187,9 +221,27 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
+class _Rope(torch.autograd.Function):
+    """Rotate-half RoPE as one autograd node (saves only the tables): out = x·cos + rot(x)·sin, rot(x) = [−x₂, x₁];
+    its transpose gives dx = g·cos + rotᵀ(g·sin), rotᵀ(y) = [y₂, −y₁]. The forward ops are Hugging Face's, so fp32
+    outputs are bit-identical."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        ctx.x_dtype = x.dtype
+        return x * cos[:, None] + _rotate_half(x) * sin[:, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        y1, y2 = (grad * sin[:, None]).chunk(2, dim=-1)
+        return (grad * cos[:, None] + torch.cat([y2, -y1], dim=-1)).to(ctx.x_dtype), None, None
+
+
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate-half RoPE on [L, H, Dh] with cos/sin [L, Dh] (non-interleaved, full head dim)."""
-    return x * cos[:, None] + _rotate_half(x) * sin[:, None]
+    return _Rope.apply(x, cos, sin)
 
 
 class SwiGLU(nn.Module):
@@ -202,9 +254,9 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        """[N, D] → [N, D]; gate and up run as one matmul on their concatenated weights."""
-        gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight])).chunk(2, dim=-1)  # [N, I] ×2
-        return self.down_proj(F.silu(gate) * up)
+        """[N, D] → [N, D]. Gate and up are two matmuls (as Qwen2): concatenating their weights on every call would
+        copy 2·I·D weights per forward (about 270 MB per expert and layer at 7B) and a second time in backward."""
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 ########################################################################################################################
@@ -268,12 +320,15 @@ class MoTAttention(nn.Module):
             ),
         )  # [Lq, (Hq + 2·Hkv)·Dh], expert order
         qkv = routing.to_sequence(qkv)  # sequence order: one gather for q, k and v together
-        q, k, v = qkv.split([hq * dh, hkv * dh, hkv * dh], dim=-1)
-        q, k, v = q.view(-1, hq, dh), k.view(-1, hkv, dh), v.view(-1, hkv, dh)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        n_qk = (hq + hkv) * dh
+        qk = apply_rope(qkv[:, :n_qk].view(-1, hq + hkv, dh), cos, sin)  # q and k rotated in one pass
+        v = qkv[:, n_qk:].view(-1, hkv, dh)
         # One dtype at the kernel (under autocast the norm's fp32 weight leaves q, k in fp32 beside a bf16 v).
         dtype = attention_dtype(v)
-        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        qk, v = qk.to(dtype), v.to(dtype)
+        q, k = qk[:, :hq], qk[:, hq:]  # [Lq, Hq, Dh], [Lq, Hkv, Dh] views
+        if not torch.is_grad_enabled():  # a KV cache keeps k, v: not the q and qkv storage they are views of
+            k, v = k.contiguous(), v.contiguous()
         k_all = k if past is None else torch.cat([past[0], k])  # [Lk, Hkv, Dh]
         v_all = v if past is None else torch.cat([past[1], v])
         attn = packed_attention(q, k_all, v_all, layout, backend).reshape(-1, hq * dh)  # [Lq, Hq·Dh]
@@ -281,14 +336,23 @@ class MoTAttention(nn.Module):
         return out, (k, v)
 
     def _qkv(self, x: Tensor, qp: nn.Linear, kp: nn.Linear, vp: nn.Linear, qn: nn.Module, kn: nn.Module) -> Tensor:
-        """One expert's q, k, v: one matmul on the concatenated weights, QK-norm per head; [N, (Hq + 2·Hkv)·Dh]."""
+        """One expert's q, k, v [N, (Hq + 2·Hkv)·Dh], q and k QK-normed per head.
+
+        With gradients on, one matmul on the concatenated weights (training: the copy is small next to an
+        N-token matmul); without (inference, where N may be one decoded token), three matmuls and no weight copy.
+        The QK-norm runs once over the q and k heads together, with q's weight on the q heads and k's on the k heads.
+        """
         hq, hkv, dh = self.num_heads, self.num_kv_heads, self.head_dim
-        w = torch.cat([qp.weight, kp.weight, vp.weight])  # [(Hq + 2·Hkv)·Dh, D]
-        b = torch.cat([qp.bias, kp.bias, vp.bias])
-        q, k, v = F.linear(x, w, b).split([hq * dh, hkv * dh, hkv * dh], dim=-1)
-        q = qn(q.reshape(-1, hq, dh)).flatten(1)
-        k = kn(k.reshape(-1, hkv, dh)).flatten(1)
-        return torch.cat([q, k.to(q.dtype), v.to(q.dtype)], dim=-1)  # v upcast exactly when the norm promoted q
+        if torch.is_grad_enabled():
+            y = F.linear(x, torch.cat([qp.weight, kp.weight, vp.weight]), torch.cat([qp.bias, kp.bias, vp.bias]))
+        else:
+            y = torch.cat([qp(x), kp(x), vp(x)], dim=-1)
+        if not isinstance(qn, RMSNorm) or not isinstance(kn, RMSNorm):  # qk_norm off
+            return y
+        n_qk = (hq + hkv) * dh
+        w = torch.cat([qn.weight.expand(hq, dh), kn.weight.expand(hkv, dh)])  # [Hq + Hkv, Dh]
+        qk = rms_norm(y[:, :n_qk].view(-1, hq + hkv, dh), w, qn.eps).flatten(1)  # [N, (Hq + Hkv)·Dh]
+        return torch.cat([qk, y[:, n_qk:].to(qk.dtype)], dim=-1)  # v upcast exactly when the norm promoted q
 
 
 class MoTDecoderLayer(nn.Module):

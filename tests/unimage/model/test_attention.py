@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
+from tests._helpers.attention import explicit_attention, reference_varlen
 from unimage.model.attention import AttentionLayout, packed_attention, resolve_backend
 
 
@@ -41,33 +40,6 @@ def _hand_mask():
     return torch.tensor([[c == "1" for c in r] for r in rows])
 
 
-def _explicit_attention(q, k, v, mask):
-    """softmax(q·kᵀ/√d + log mask)·v per head, with kv heads repeated for GQA (independent reference)."""
-    rep = q.shape[1] // k.shape[1]
-    k = k.repeat_interleave(rep, dim=1)
-    v = v.repeat_interleave(rep, dim=1)
-    scores = torch.einsum("qhd,khd->hqk", q.double(), k.double()) / math.sqrt(q.shape[-1])
-    scores = scores.masked_fill(~mask[None], float("-inf"))
-    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v.double()).float()
-
-
-def _reference_varlen(
-    q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False, softmax_scale=None
-):
-    """flash_attn_varlen_func semantics in plain torch (bottom-right-aligned causal), for the flash backend's plumbing."""
-    outs = []
-    for i in range(len(cu_seqlens_q) - 1):
-        qs = q[cu_seqlens_q[i] : cu_seqlens_q[i + 1]]
-        ks = k[cu_seqlens_k[i] : cu_seqlens_k[i + 1]]
-        vs = v[cu_seqlens_k[i] : cu_seqlens_k[i + 1]]
-        lq, lk = qs.shape[0], ks.shape[0]
-        mask = torch.ones(lq, lk, dtype=torch.bool)
-        if causal:
-            mask = torch.arange(lk)[None, :] <= torch.arange(lq)[:, None] + (lk - lq)
-        outs.append(_explicit_attention(qs, ks, vs, mask))
-    return torch.cat(outs)
-
-
 def test_dense_mask_equals_hand_written_mask():
     assert torch.equal(_layout().dense_mask(), _hand_mask())
 
@@ -76,8 +48,8 @@ def test_dense_mask_equals_hand_written_mask():
 def test_backends_equal_explicit_softmax(backend):
     layout = _layout()
     q, k, v = torch.randn(15, 4, 8), torch.randn(15, 2, 8), torch.randn(15, 2, 8)
-    ref = _explicit_attention(q, k, v, _hand_mask())
-    varlen = _reference_varlen if backend == "flash" else None
+    ref = explicit_attention(q, k, v, _hand_mask())
+    varlen = reference_varlen if backend == "flash" else None
     out = packed_attention(q, k, v, layout, backend, varlen_fn=varlen)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -99,9 +71,9 @@ def test_backends_with_cache_prefix(backend, full):
     assert torch.equal(layout.dense_mask(), mask)
     assert layout.is_fully_visible() == full
     q, k, v = torch.randn(n_new, 4, 8), torch.randn(n_cache + n_new, 2, 8), torch.randn(n_cache + n_new, 2, 8)
-    varlen = _reference_varlen if backend == "flash" else None
+    varlen = reference_varlen if backend == "flash" else None
     out = packed_attention(q, k, v, layout, backend, varlen_fn=varlen)
-    torch.testing.assert_close(out, _explicit_attention(q, k, v, mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, explicit_attention(q, k, v, mask), atol=1e-5, rtol=1e-5)
 
 
 def test_resolve_backend():
@@ -125,9 +97,57 @@ def test_per_document_path_equals_dense_reference(dtype):
     q, k, v = (torch.randn(15, h, 8, generator=g).to(dtype) for h in (4, 2, 2))
     out = packed_attention(q, k, v, layout, "sdpa")
     dense = packed_attention(q, k, v, dataclasses.replace(layout, per_doc=False, _memo={}), "sdpa")
-    ref = _explicit_attention(q.float(), k.float(), v.float(), _hand_mask())
+    ref = explicit_attention(q.float(), k.float(), v.float(), _hand_mask())
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert out.dtype == dtype
     torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
     torch.testing.assert_close(out.float(), dense.float(), atol=tol, rtol=tol)
     assert "sdpa" not in layout._memo  # no [L, L] mask was built for the per-document path
+
+
+def _layout_plan():
+    # One sample: text(3) | image(3, full) | noisy(2) | text(2) | text(12) | text(2). The last text sees 22 keys with
+    # 2 queries: a causal call would compute 22²/2 scores for 2 rows, so it keeps a mask.
+    n = 24
+    split = torch.tensor([0] * 3 + [1] * 3 + [2] * 2 + [3] * 2 + [4] * 12 + [5] * 2)
+    full = (split == 1) | (split == 2)
+    return AttentionLayout.self_attention(torch.zeros(n, dtype=torch.long), split, full, split == 2)
+
+
+def test_split_plan_runs_images_unmasked_and_text_causally():
+    """Each query split becomes one call: images unmasked over the keys they see, text split after its prefix as an
+    is_causal call over prefix ++ split (the prefix rows' outputs dropped), a short text after a long context
+    masked; the text after the noisy image gathers its keys (noisy columns skipped)."""
+    from unimage.model.attention import _split_plan
+
+    calls = _split_plan(_layout_plan())
+    kinds = [("causal" if c.causal else "masked" if c.mask is not None else "full") for c in calls]
+    assert kinds == ["causal", "full", "full", "causal", "causal", "masked"]
+    assert [(c.out.start, c.out.stop) for c in calls] == [(0, 3), (3, 6), (6, 8), (8, 10), (10, 22), (22, 24)]
+    assert calls[3].q == slice(2, 10)  # 6 visible prefix keys: 6 rows before the split ride along
+    assert torch.equal(calls[3].k, torch.tensor([0, 1, 2, 3, 4, 5, 8, 9]))  # noisy keys 6, 7 skipped
+    assert calls[1].k == slice(0, 6) and calls[2].k == slice(0, 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_plan_values_and_gradients_equal_dense_reference(dtype):
+    """Forward and backward of the per-split path equal the dense-masked call (and the fp64 softmax): the dropped
+    rows of a causal call contribute no gradient."""
+    import dataclasses
+
+    layout = _layout_plan()
+    mask = layout.dense_mask()
+    g = torch.Generator().manual_seed(5)
+    base = [torch.randn(24, h, 8, generator=g).to(dtype) for h in (4, 2, 2)]
+    grad_out = torch.randn(24, 4, 8, generator=g).to(dtype)
+    results = []
+    for lay in (layout, dataclasses.replace(layout, per_doc=False, _memo={})):
+        q, k, v = (t.clone().requires_grad_() for t in base)
+        out = packed_attention(q, k, v, lay, "sdpa")
+        out.backward(grad_out)
+        results.append((out.detach().float(), q.grad.float(), k.grad.float(), v.grad.float()))
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    ref = explicit_attention(*(t.float() for t in base), mask)
+    torch.testing.assert_close(results[0][0], ref, atol=tol, rtol=tol)
+    for ours, dense in zip(results[0], results[1]):
+        torch.testing.assert_close(ours, dense, atol=tol, rtol=tol)
