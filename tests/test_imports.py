@@ -30,6 +30,10 @@ HEAVY = ("torch", "torchvision", "lightning")
 #: Packages that read files and databases only (`study` joins once it exists).
 READERS = tuple(name for name in ("reports", "dashboard", "study") if (ROOT / name / "__init__.py").exists())
 
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+#: The installed top-level packages (pyproject's setuptools `include` patterns).
+PACKAGES = sorted(pattern.rstrip("*") for pattern in CONFIG["tool"]["setuptools"]["packages"]["find"]["include"])
+
 _PROBE = """
 import contextlib, importlib, io, json, pkgutil, sys
 names, heavy, walk = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3] == "walk"
@@ -81,9 +85,8 @@ def test_probe_sees_a_module_level_torch_import() -> None:
 
 
 def test_contracts_cover_every_installed_package() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    installed = {pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]}
-    linter = config["tool"]["importlinter"]
+    installed = set(PACKAGES)
+    linter = CONFIG["tool"]["importlinter"]
     assert set(linter["root_packages"]) == installed
     (top,) = (c for c in linter["contracts"] if c["id"] == "top-level")
     layered = {name.strip("() ") for layer in top["layers"] for name in layer.replace("|", ":").split(":")}
@@ -93,7 +96,7 @@ def test_contracts_cover_every_installed_package() -> None:
     assert set(HEAVY) <= set(readers["forbidden_modules"])
 
 
-@pytest.mark.parametrize("package", ["unimage", "bench", "ablations", "reports", "dashboard", "fsio"])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_importing_a_top_level_package_prints_nothing_and_loads_no_torch(package: str) -> None:
     # DESIGN.md §2: importing any package has no side effects, and `import unimage` stays light (the CLI needs it).
     result = _probe((package,), submodules=False)
