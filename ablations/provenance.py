@@ -6,6 +6,7 @@ no torch at module level; the torch version and device are read when torch is al
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import socket
@@ -31,6 +32,7 @@ PACKAGES = (
     "matplotlib",
 )
 REPO = Path(__file__).resolve().parent.parent
+CONSTRAINTS = REPO / "constraints.txt"
 
 
 def git_state(repo: Path = REPO) -> dict[str, Any]:
@@ -59,6 +61,38 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def constraints_state(path: Path = CONSTRAINTS) -> dict[str, Any]:
+    """The pinned constraints file and how this environment differs from it (DESIGN.md §3.4: the environment).
+
+    Returns:
+        ``file`` (its path), ``sha256`` (None when the file is missing), ``pinned`` (number of ``name==version`` lines)
+        and ``differs``: ``{name: {"pinned": v, "installed": v or None}}`` for every pinned package whose installed
+        version is another one (empty: this is the locked environment).
+    """
+    if not path.is_file():
+        return {"file": str(path), "sha256": None, "pinned": 0, "differs": {}}
+    data = path.read_bytes()
+    pins: dict[str, str] = {}
+    for line in data.decode("utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_canonical(name.split("[", 1)[0])] = version.strip()
+    installed = {
+        _canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions() if d.metadata["Name"]
+    }
+    differs = {
+        name: {"pinned": version, "installed": installed.get(name)}
+        for name, version in sorted(pins.items())
+        if installed.get(name) != version
+    }
+    return {"file": str(path), "sha256": hashlib.sha256(data).hexdigest(), "pinned": len(pins), "differs": differs}
+
+
 def device_info(requested: str) -> dict[str, Any]:
     """The requested device plus what the machine has (CUDA device names when torch sees any)."""
     info: dict[str, Any] = {"requested": requested, "host": socket.gethostname(), "platform": platform.platform()}
@@ -85,6 +119,7 @@ def provenance(arm: ArmSpec, sweep: SweepSpec, hashes: dict[str, str], status: A
         "git_commit": git["sha"],
         "git_dirty": git["dirty"],
         "versions": package_versions(),
+        "constraints": constraints_state(),
         "seeds": {
             "seed": cfg["seed"],
             "synthstory": (cfg["data"].get("synthstory") or {}).get("seed"),

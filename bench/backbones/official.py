@@ -11,8 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.backbones import weights as W
-from bench.backbones.base import Backbones, Component, Era, MissingWeightsError
+from bench.backbones.base import Backbones, Component, Era, MissingDependencyError, MissingWeightsError
 from bench.backbones.faces import import_face_analysis
+
+CSD_EXTRA_HINT = (
+    "The CSD style encoder (the csd metric) builds its ViT with open_clip: pip install 'unimage-harness[csd]' "
+    "(or: pip install open-clip-torch). Without it, evaluate with --backbones toy or skip the csd metric."
+)
 
 OFFICIAL_NAME = "official (ViStoryBench weight bundle)"
 
@@ -91,7 +96,10 @@ def make_official_backbones(weights_dir: Path, era: Era = "A", device: str = "cp
     def build(component: Component) -> object:
         paths = checks[component]()
         if component == "style":
-            from bench.backbones.csd import CSDStyleEncoder, load_csd
+            try:
+                from bench.backbones.csd import CSDStyleEncoder, load_csd
+            except ImportError as err:  # open_clip: the `csd` extra
+                raise MissingDependencyError(f"{CSD_EXTRA_HINT} (import failed: {err})") from err
 
             obj: object = CSDStyleEncoder(load_csd(paths[0]), era=era, device=device)
         elif component == "detector":

@@ -3,6 +3,7 @@ changed stages and everything downstream (and nothing else), resume interrupted 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from ablations.config import STAGES, load_sweep
+from ablations.provenance import CONSTRAINTS
 from ablations.runner import plan_sweep, run_sweep
 from ablations.stages import StageContext
 from ablations.status import ArmStatus
@@ -66,6 +68,7 @@ def test_first_run_does_everything_in_order_then_nothing(tmp_path):
     prov = json.loads((runs / "rec" / "c" / "provenance.json").read_text())
     assert prov["metric_era"] == "B" and prov["stage_hashes"] == load_sweep(path).arms["c"].stage_hashes()
     assert len(prov["git_commit"] or "") in (0, 40)
+    assert prov["constraints"]["sha256"] == hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()
     finished = {a: ArmStatus.load(runs / "rec" / a).stages["train"]["finished_at"] for a in "abc"}
 
     calls.clear()

@@ -41,7 +41,15 @@ from unimage.data.transforms import PreContextSplitting, SplittingConfig
 from unimage.model.config import ModelConfig
 from unimage.script.tokenizer import ScriptTokenizer, load_tokenizer
 
-__all__ = ["PackedTrainData", "Stage", "TrainBatch", "TrainDataConfig", "UniMAGEDataModule", "stage_of_batch"]
+__all__ = [
+    "DataBinding",
+    "PackedTrainData",
+    "Stage",
+    "TrainBatch",
+    "TrainDataConfig",
+    "UniMAGEDataModule",
+    "stage_of_batch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +91,33 @@ class TrainBatch:
 
 
 @dataclass(frozen=True)
+class DataBinding:
+    """What the data stream takes from the model side, defined there once (``UniMAGETrainModule.data_binding``).
+
+    ``unimage fit`` hands it over with LightningCLI's ``link_arguments`` (``model`` → ``data.binding``, applied when
+    the module is built, so it is not a YAML key); in Python pass ``binding=module.data_binding()``.
+
+    Attributes:
+        model: The model config (token counts, ``layout.id_prompting``, image tables).
+        tokenizer_dir: A Hugging Face tokenizer directory, or None for the offline byte tokenizer (tiny configs).
+        icl_steps: Optimiser steps of the ``icl`` stage.
+        del_steps: Optimiser steps of the ``del`` stage (0: no ``und`` / ``gen`` streams).
+        seed: Base seed of orders, splits and dropout.
+    """
+
+    model: ModelConfig
+    tokenizer_dir: str | None
+    icl_steps: int
+    del_steps: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class TrainDataConfig:
     """Everything that decides the data stream (besides the manifests).
 
     Attributes:
-        model: The model config (token counts, ``id_prompting``, image tables).
+        model: The model config (token counts, ``layout.id_prompting``, image tables).
         tokenizer_dir: A Hugging Face tokenizer directory, or None for the offline byte tokenizer (tiny configs).
         icl_steps: Optimiser steps of the ``icl`` stage (``del`` follows).
         batches_per_step: Gradient-accumulation factor.
@@ -262,9 +292,10 @@ def _identity(batch: Any) -> Any:
 class UniMAGEDataModule(pl.LightningDataModule):
     """Manifests → ``TrainBatch`` es for the two-stage schedule.
 
-    With a ``UniMAGETrainModule`` attached (the normal ``Trainer.fit`` path) the model config, tokenizer, stage
-    schedule, seed, rank and accumulation factor are taken from the trainer and the module, so they are defined once;
-    standalone (tests, benchmarks), call ``bind`` first.
+    The model side (model config, tokenizer, stage schedule, seed) comes in as one ``DataBinding``, defined by the
+    training module (``binding=module.data_binding()``; ``unimage fit`` links it); rank, world size and the
+    accumulation factor come from the trainer in ``setup`` (one process without one). ``bind`` sets everything by
+    hand instead (tests, benchmarks).
 
     Args:
         synthstory: A SynthStory folder; fills any manifest not given from ``<dir>/train/*.jsonl``.
@@ -277,6 +308,7 @@ class UniMAGEDataModule(pl.LightningDataModule):
         packer: Token budgets and conditioning dropout.
         images: Resize rules of the VAE and ViT paths.
         num_workers: DataLoader worker processes.
+        binding: The model side (see above); None until ``bind`` is called.
     """
 
     def __init__(
@@ -291,8 +323,10 @@ class UniMAGEDataModule(pl.LightningDataModule):
         packer: PackerConfig | None = None,
         images: ImageSizes | None = None,
         num_workers: int = 0,
+        binding: DataBinding | None = None,
     ) -> None:
         super().__init__()
+        self.binding = binding
         self.manifests: dict[str, str] = {}
         for kind, path, default in (
             ("interleaved", interleaved, "interleaved.jsonl"),
@@ -332,27 +366,27 @@ class UniMAGEDataModule(pl.LightningDataModule):
         )
 
     def setup(self, stage: str) -> None:
-        """Bind to the attached trainer's module (if any) and check the manifests cover the schedule."""
+        """Bind the model side to the attached trainer (if any) and check the manifests cover the schedule."""
         trainer = self.trainer
-        module = trainer.lightning_module if trainer is not None else None
-        binding_fn = getattr(module, "data_binding", None)
-        if callable(binding_fn):
-            binding: dict[str, Any] = binding_fn()
+        if self.binding is not None:
+            b = self.binding
             self.bind(
                 TrainDataConfig(
-                    model=binding["model"],
-                    tokenizer_dir=binding["tokenizer_dir"],
-                    icl_steps=binding["icl_steps"],
+                    model=b.model,
+                    tokenizer_dir=b.tokenizer_dir,
+                    icl_steps=b.icl_steps,
                     batches_per_step=trainer.accumulate_grad_batches if trainer is not None else 1,
-                    seed=binding["seed"],
+                    seed=b.seed,
                     rank=trainer.global_rank if trainer is not None else 0,
                     world_size=trainer.world_size if trainer is not None else 1,
                     num_workers=self.num_workers,
                 ),
-                del_stage=binding["del_steps"] > 0,
+                del_stage=b.del_steps > 0,
             )
         if self.config is None:
-            raise RuntimeError("UniMAGEDataModule: call bind(...) or attach to a Trainer with a UniMAGETrainModule")
+            raise RuntimeError(
+                "UniMAGEDataModule: give binding=module.data_binding() (``unimage fit`` links it) or call bind(...)"
+            )
         if self.config.icl_steps > 0 and "interleaved" not in self.manifests:
             raise ValueError("the icl stage needs an interleaved manifest (data.interleaved or data.synthstory)")
         if self.del_stage and not ({"text", "interleaved", "pair"} & set(self.manifests)):

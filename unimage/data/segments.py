@@ -60,10 +60,14 @@ from unimage.model.packing import (
     Segment,
     Text,
     VitImage,
-    id_prompt_token_ids,
+    image_block_length,
+    latent_grid,
+    text_block_length,
+    vit_grid,
 )
 from unimage.script import Script
 from unimage.script.serialize import entry_line, marker_text, shot_text
+from unimage.script.splitting import BlockKind
 from unimage.script.tokenizer import ScriptTokenizer
 from unimage.script.vocab import IdPrompt, id_prompt_for_shot
 
@@ -97,7 +101,7 @@ class ImageSeg:
         role: ``noisy`` (generation target), ``clean`` (VAE conditioning copy), ``vit`` (understanding copy) or
             ``dropped`` (a conditioning copy removed by CFG dropout: no tokens, but its RoPE id is still used).
         image: Index into the sample's ``vae_pixels`` / ``vit_pixels`` (the copies of one keyframe share it).
-        id_token_ids: In-Context ID tokens (empty when ``id_prompting`` is off).
+        id_token_ids: In-Context ID tokens (``config.layout.image_id_tokens``: empty when ``id_prompting`` is off).
     """
 
     role: ImageRole
@@ -137,22 +141,18 @@ class PlannedSample:
     view: str = "full"
 
     def num_tokens(self, config: ModelConfig) -> int:
-        """Packed length of this sample (delimiters, markers and ID tokens included)."""
-        vd, vp = config.latent_downsample, config.vit.patch_size
+        """Packed length of this sample (delimiters, markers and ID tokens included), by the packer's own rules."""
         n = 0
         for seg in self.segments:
             if isinstance(seg, TextSeg):
-                n += len(seg.token_ids) + 2
-                continue
-            ids = len(seg.id_token_ids) if config.id_prompting else 0
-            if seg.role == "dropped":
-                continue
-            if seg.role == "vit":
+                n += text_block_length(config, seg.token_ids)
+            elif seg.role == "vit":
                 _, h, w = self.vit_pixels[seg.image].shape
-                n += (h // vp) * (w // vp) + 2 + ids
-            else:
+                n += image_block_length(config, vit_grid(config, h, w), seg.id_token_ids)
+            elif seg.role != "dropped":
                 _, h, w = self.vae_pixels[seg.image].shape
-                n += (h // vd) * (w // vd) + 2 + ids
+                ds = config.ae_downsample
+                n += image_block_length(config, latent_grid(config, h // ds, w // ds), seg.id_token_ids)
         return n
 
     @property
@@ -232,13 +232,13 @@ class ImageSizes:
             raise ValueError(f"ImageSizes: a min size exceeds its max size: {self}")
 
 
-def script_blocks(script: Script) -> list[tuple[str, str]]:
+def script_blocks(script: Script) -> list[tuple[BlockKind, str]]:
     """The script as (kind, text) blocks: ``user``, ``globals``, ``marker``, ``shot``, in text order.
 
     Concatenating the texts with the blank-line separators of ``serialize`` (user and globals are the two halves of
     one header block) gives the canonical text back; ``tests`` check it.
     """
-    out: list[tuple[str, str]] = []
+    out: list[tuple[BlockKind, str]] = []
     if script.user_prompt is not None:
         out.append(("user", entry_line("User", script.user_prompt) + "\n"))
     entries = [entry_line(f"Character{c.index}", c.description.text) for c in script.characters]
@@ -256,7 +256,7 @@ class SegmentBuilder:
     """Builds ``PlannedSample`` s from manifest samples for one model config and tokenizer.
 
     Args:
-        config: The model config (``id_prompting``, patch sizes, tables).
+        config: The model config (its ``layout`` gives the ID tokens; patch sizes, tables).
         tokenizer: The script tokenizer whose special ids match ``config.tokens``.
         sizes: Image resize rules.
     """
@@ -272,9 +272,7 @@ class SegmentBuilder:
     # ------------------------------------------------------------------------------------------------ pieces
 
     def _ids(self, prompt: IdPrompt | None) -> tuple[int, ...]:
-        if prompt is None or not self.config.id_prompting:
-            return ()
-        return tuple(id_prompt_token_ids(prompt, self.tokenizer))
+        return self.config.layout.image_id_tokens(prompt, self.tokenizer)
 
     def _text(self, text: str, loss: bool, droppable: bool) -> TextSeg:
         return TextSeg(tuple(self.tokenizer.encode(text)), loss=loss, droppable=droppable and not loss)
@@ -316,33 +314,15 @@ class SegmentBuilder:
         return PlannedSample(sample.id, "interleaved", segments, vae, vit)
 
     def text(self, sample: TextSample, view: TextView) -> PlannedSample:
-        """A pure-text script as blocks; loss on the view's target (and on global entries of a ``full`` view).
-
-        Raises:
-            ValueError: The view's text is not the canonical text of its structure (a splitting bug, not bad data).
-        """
-        blocks = script_blocks(view.structure)
-        if "".join(self._with_separators(blocks)) != view.context + view.target:
-            raise ValueError(f"sample {sample.id}: the view's text is not the canonical text of its structure")
+        """A pure-text script as blocks; loss on the blocks the view does not give as context (``view.in_context``)."""
         segments: list[PlanSegment] = []
-        offset = 0
-        for (kind, text), with_sep in zip(blocks, self._with_separators(blocks)):
-            in_context = offset + len(text) <= len(view.context)
-            offset += len(with_sep)
-            loss = kind != "user" and (view.kind == "full" or not in_context)
+        shots_before = 0  # a shot's index; for a marker, its position (the shots before it)
+        for kind, text in script_blocks(view.structure):
+            loss = not view.in_context(kind, shots_before)
             segments.append(self._text(text, loss=loss, droppable=False))
+            shots_before += kind == "shot"
         segments.append(END_OF_SCRIPT)  # every view's target runs to the end of the script
         return PlannedSample(sample.id, "text", segments, view=view.kind)
-
-    @staticmethod
-    def _with_separators(blocks: list[tuple[str, str]]) -> list[str]:
-        """Block texts with the blank-line separator ``serialize`` puts after every block but the last."""
-        out = []
-        for j, (kind, text) in enumerate(blocks):
-            last = j == len(blocks) - 1
-            same_header = kind == "user" and not last and blocks[j + 1][0] == "globals"
-            out.append(text if last or same_header else text + "\n")
-        return out
 
     def pair(self, sample: PairSample) -> PlannedSample:
         """Caption (droppable conditioning, no loss) → noisy VAE target; ID tokens from a structured caption."""

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 
 from unimage.data.manifest import TextSample
 from unimage.script import Script
-from unimage.script.splitting import SplitKind, Summarizer, sample_split, split_full
+from unimage.script.splitting import (
+    BlockKind,
+    SplitKind,
+    Summarizer,
+    in_context,
+    sample_split,
+    split_full,
+    view_text,
+)
 
 
 @dataclass(frozen=True)
@@ -51,17 +59,31 @@ class SplittingConfig:
 
 @dataclass(frozen=True)
 class TextView:
-    """One training view of a text script.
+    """One training view of a text script: the structure (the script with the inserted marker) and the cut.
 
-    ``context`` conditions the model (no loss); ``target`` is what it must write (the loss-bearing text);
-    ``context + target`` is the canonical text of ``structure`` (the script with the inserted marker).
+    Which blocks condition the model (no loss) and which it must write (the loss) is decided per block by
+    ``in_context``; ``context`` / ``target`` are the same two parts as text (``context + target`` is the canonical
+    text of ``structure``), for measures per target byte.
     """
 
     id: str
     kind: SplitKind
-    context: str
-    target: str
     structure: Script
+    cut: int
+
+    def in_context(self, block: BlockKind, position: int) -> bool:
+        """Whether a block is context (``unimage.script.splitting.in_context``)."""
+        return in_context(self.kind, self.cut, block, position)
+
+    @property
+    def context(self) -> str:
+        """The context as canonical text."""
+        return view_text(self.kind, self.structure, self.cut)[0]
+
+    @property
+    def target(self) -> str:
+        """The target as canonical text."""
+        return view_text(self.kind, self.structure, self.cut)[1]
 
 
 def view_seed(seed: int, epoch: int, sample_id: str) -> int:
@@ -96,7 +118,7 @@ class PreContextSplitting:
                 p_continuation=cfg.p_continuation,
                 summarizer=self.summarizer,
             )
-        return TextView(sample.id, split.kind, split.context, split.target, split.script)
+        return TextView(sample.id, split.kind, split.script, split.cut)
 
     def map(self, samples: Iterable[TextSample], *, epoch: int = 0) -> Iterator[TextView]:
         """Apply the transform to every sample of an iterable (e.g. a `Manifest` of text samples)."""

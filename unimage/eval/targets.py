@@ -35,7 +35,6 @@ from unimage.script import Script, serialize
 from unimage.script.splitting import (
     SplitSample,
     Summarizer,
-    render_split,
     split_for_continuation,
     split_for_extension,
     split_full,
@@ -75,15 +74,12 @@ class TextTarget:
 
 
 def _view(story_id: str, split: SplitSample) -> TextView:
-    return TextView(story_id, split.kind, split.context, split.target, split.script)
+    return TextView(story_id, split.kind, split.script, split.cut)
 
 
 def _no_marker(story_id: str, marked: SplitSample, script: Script) -> TextView:
     """The same cut as ``marked`` in the unmarked ``script``: the same shots as a plain continuation of the text."""
-    context, target = render_split(script, marked.cut)
-    if context + target != serialize(script):  # pragma: no cover - render_split is lossless by construction
-        raise AssertionError(f"story {story_id}: render_split is not the canonical text")
-    return TextView(story_id, marked.kind, context, target, script)
+    return TextView(story_id, marked.kind, script, marked.cut)
 
 
 def text_views(story_id: str, script: Script, seed: int = 0, summarizer: Summarizer | None = None) -> list[TextView]:

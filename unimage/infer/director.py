@@ -44,7 +44,7 @@ from unimage.infer.grammar import BLOCK_END, SCRIPT_END, ScriptGrammar, descript
 from unimage.model.cache import GuidanceContexts
 from unimage.model.generation import CfgOptions, ImageRequest, generate_image, generate_images
 from unimage.model.image_transforms import ImageTransform
-from unimage.model.packing import CleanVaeImage, Segment, VitImage, id_prompt_token_ids
+from unimage.model.packing import CleanVaeImage, Segment, VitImage
 from unimage.model.vae import images_to_uint8
 from unimage.script import CONTINUATION_PROMPT, Marker, Problem, Script, parse, serialize
 from unimage.script.vocab import id_prompt_for_shot
@@ -467,10 +467,9 @@ class Director:
         )
 
     def id_token_ids(self, script: Script, shot_position: int) -> list[int]:
-        """In-Context ID tokens of a shot's keyframe (empty unless the checkpoint uses ``id_prompting``)."""
-        if not self.model.config.id_prompting:
-            return []
-        return id_prompt_token_ids(id_prompt_for_shot(script.shots[shot_position]), self.tokenizer)
+        """In-Context ID tokens of a shot's keyframe, from the checkpoint's layout (empty without ``id_prompting``)."""
+        prompt = id_prompt_for_shot(script.shots[shot_position])
+        return list(self.model.config.layout.image_id_tokens(prompt, self.tokenizer))
 
     def render(self, script: Script, progress: bool = False) -> list[Image.Image]:
         """One keyframe per shot, in shot order; see ``render_iter``."""

@@ -367,7 +367,7 @@ def generate_vistory(
         "generator": "unimage.infer.vistory",
         "settings": {
             "checkpoint": _fingerprint(director.source),
-            "id_prompting": director.model.config.id_prompting,
+            "id_prompting": director.model.config.layout.id_prompting,
             "sampling": director.config.to_dict(),
             "dataset": str(root.resolve()),
             "split": split,

@@ -8,9 +8,11 @@ Three layers of config, each a frozen dataclass of serialisable primitives:
 - ``ViTConfig`` (``unimage.model.vit``) and ``VAEConfig`` (``unimage.model.vae``): the two image encoders; ``ae``
   selects the latent autoencoder, the FLUX VAE (``vae``) or the patch-PCA "synth" one (``synth_ae``,
   ``unimage.model.synth_ae``) that tiny CPU runs on SynthStory use.
-- ``ModelConfig``: the BAGEL top-level fields (latent patch size, max latent size, ViT positions per side, connector
-  activation, timestep shift), the special token ids, UniMAGE's ``id_prompting`` flag, the attention backend and the
-  loss weights.
+- ``ModelConfig``: the architecture (the BAGEL top-level fields: latent patch size, max latent size, ViT positions per
+  side, connector activation; the special token ids, the autoencoder kind and the attention backend) with two nested
+  parts that are not architecture: ``SequenceLayout`` (how a sample becomes tokens: UniMAGE's ``id_prompting``, and the
+  one function that decides an image block's ID tokens) and ``LossRecipe`` (loss weights, training timestep shift,
+  the stop-gradient). Each ablation flag has one owner; ``config.json`` keeps BAGEL's flat keys (``to_json_dict``).
 
 ``MODEL_SIZES`` holds the named sizes: ``tiny`` (unit tests, a forward in milliseconds on CPU), ``tiny-synth`` (``tiny``
 with the synth autoencoder: the SynthStory training default), ``small`` (CPU benchmarks) and ``bagel-7b-mot`` (the released shapes, see ``shared/reference/bagel-compat.md`` §1.2).
@@ -18,16 +20,21 @@ with the synth autoencoder: the SynthStory training default), ``small`` (CPU ben
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import fsio
 from unimage.model.synth_ae import SynthAEConfig
 from unimage.model.vae import VAE_SIZES, VAEConfig
 from unimage.model.vit import VIT_SIZES, ViTConfig
+
+if TYPE_CHECKING:
+    from unimage.script.tokenizer import ScriptTokenizer
+    from unimage.script.vocab import IdPrompt
 
 __all__ = [
     "LLM_SIZES",
@@ -35,7 +42,9 @@ __all__ = [
     "AttentionBackend",
     "AutoencoderKind",
     "LLMConfig",
+    "LossRecipe",
     "ModelConfig",
+    "SequenceLayout",
     "SpecialTokens",
     "get_config",
     "list_sizes",
@@ -252,8 +261,65 @@ class SpecialTokens:
 
 
 @dataclass(frozen=True)
+class SequenceLayout:
+    """How a sample becomes a token sequence, beyond the architecture: the one owner of ``id_prompting``.
+
+    Attributes:
+        id_prompting: UniMAGE's In-Context ID Prompting: ID tokens inside every image block (see ``packing``).
+            False reproduces BAGEL exactly.
+    """
+
+    id_prompting: bool = False
+
+    def image_id_tokens(self, prompt: IdPrompt | None, tokenizer: ScriptTokenizer) -> tuple[int, ...]:
+        """The ID tokens of one image block: ``<FrameN>``, then characters, then environments (``script.vocab``).
+
+        The only reader of ``id_prompting``: the data planner and the Director both take an image's ID tokens from
+        here, and the packer lays out whatever a segment carries, so the flag has exactly one gate. Off (or without a
+        prompt) the block has none, and no id is looked up (an index beyond the vocabulary is then no error).
+
+        Raises:
+            ValueError: With the flag on, an index beyond the tokenizer's vocabulary maxima.
+        """
+        if not self.id_prompting or prompt is None:
+            return ()
+        return tuple(tokenizer.token_id(tok) for tok in prompt.tokens(tokenizer.vocab))
+
+
+@dataclass(frozen=True)
+class LossRecipe:
+    """What training optimises, beyond the architecture (the model's forward reads it; inference never does).
+
+    Attributes:
+        ce_weight: Weight of the next-token cross-entropy in the total loss.
+        mse_weight: Weight of the flow-matching velocity MSE in the total loss.
+        timestep_shift: s in t ← s·t / (1 + (s−1)·t), applied to training timesteps (1.0 = no shift).
+        freeze_und: Stop-gradient through the understanding expert's outputs (UniMAGE's Disentangled Expert
+            Learning, BAGEL's ``freeze_und``); only the generation expert and the image heads learn from the MSE.
+    """
+
+    ce_weight: float = 1.0
+    mse_weight: float = 1.0
+    timestep_shift: float = 1.0
+    freeze_und: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timestep_shift <= 0:
+            raise ValueError(f"LossRecipe.timestep_shift must be positive, got {self.timestep_shift}")
+        if self.ce_weight < 0 or self.mse_weight < 0:
+            raise ValueError(f"loss weights must be >= 0, got ce={self.ce_weight}, mse={self.mse_weight}")
+
+
+#: Field names of the nested parts, as ``config.json`` and ``ModelConfig.replace`` spell them (flat).
+_NESTED: dict[str, tuple[str, ...]] = {
+    "layout": tuple(f.name for f in fields(SequenceLayout)),
+    "loss": tuple(f.name for f in fields(LossRecipe)),
+}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """The whole UniMAGE model.
+    """The whole UniMAGE model: the architecture, its sequence layout and its loss recipe.
 
     Attributes:
         llm: MoT decoder shape.
@@ -263,19 +329,14 @@ class ModelConfig:
         max_latent_size: Latent tokens per side of the ``latent_pos_embed`` table (64 in the release: 1024 px).
         vit_max_num_patch_per_side: S of ``vit_pos_embed`` and of the ViT position ids row·S + col (70).
         connector_act: Activation between ``connector.fc1`` and ``fc2``.
-        timestep_shift: s in t ← s·t / (1 + (s−1)·t), applied to training timesteps (1.0 = no shift).
-        id_prompting: UniMAGE's In-Context ID Prompting: ID tokens inside every image block (see ``packing``).
-            False reproduces BAGEL exactly.
         attention_backend: ``auto`` picks flash-attn on CUDA when importable, else flex on CUDA, else SDPA with a
             dense mask; the others force a backend.
-        ce_weight: Weight of the next-token cross-entropy in the total loss.
-        mse_weight: Weight of the flow-matching velocity MSE in the total loss.
-        freeze_und: Stop-gradient through the understanding expert's outputs (UniMAGE's Disentangled Expert
-            Learning, BAGEL's ``freeze_und``); only the generation expert and the image heads learn from the MSE.
         tokens: Ids of the segment delimiters.
         ae: Which autoencoder makes the latents: ``flux`` (BAGEL's FLUX VAE, ``ae.safetensors``) or ``synth`` (a
             patch PCA fitted on the training keyframes, ``synth_ae.safetensors``; see ``unimage.model.synth_ae``).
         synth_ae: Shape of the synth autoencoder; used when ``ae="synth"``.
+        layout: Sequence layout (``id_prompting``).
+        loss: Loss recipe (weights, training timestep shift, ``freeze_und``).
     """
 
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -285,15 +346,12 @@ class ModelConfig:
     max_latent_size: int = 64
     vit_max_num_patch_per_side: int = 70
     connector_act: str = "gelu_pytorch_tanh"
-    timestep_shift: float = 1.0
-    id_prompting: bool = False
     attention_backend: AttentionBackend = "auto"
-    ce_weight: float = 1.0
-    mse_weight: float = 1.0
-    freeze_und: bool = False
     tokens: SpecialTokens = field(default_factory=SpecialTokens)
     ae: AutoencoderKind = "flux"
     synth_ae: SynthAEConfig = field(default_factory=SynthAEConfig)
+    layout: SequenceLayout = field(default_factory=SequenceLayout)
+    loss: LossRecipe = field(default_factory=LossRecipe)
 
     def __post_init__(self) -> None:
         if self.ae not in get_args(AutoencoderKind):
@@ -307,14 +365,10 @@ class ModelConfig:
                 f"ModelConfig.vit_max_num_patch_per_side={self.vit_max_num_patch_per_side} must be in "
                 f"[1, {self.vit.num_patches_per_side}] (the ViT's learned positions per side)"
             )
-        if self.timestep_shift <= 0:
-            raise ValueError(f"ModelConfig.timestep_shift must be positive, got {self.timestep_shift}")
         if self.attention_backend not in get_args(AttentionBackend):
             raise ValueError(
                 f"ModelConfig.attention_backend={self.attention_backend!r}; choose one of {get_args(AttentionBackend)}"
             )
-        if self.ce_weight < 0 or self.mse_weight < 0:
-            raise ValueError(f"loss weights must be >= 0, got ce={self.ce_weight}, mse={self.mse_weight}")
         self.tokens.check(self.llm.vocab_size)
 
     @property
@@ -328,31 +382,62 @@ class ModelConfig:
         return self.latent_patch_size**2 * self.latent_channels
 
     @property
+    def ae_downsample(self) -> int:
+        """Pixels per latent pixel per side of the autoencoder (8 for FLUX; synth: its patch size)."""
+        return int(self.synth_ae.downsample if self.ae == "synth" else self.vae.downsample)
+
+    @property
     def latent_downsample(self) -> int:
         """Pixels per latent token per side (8·2 = 16 in BAGEL; synth: patch_size · latent_patch_size)."""
-        ds = self.synth_ae.downsample if self.ae == "synth" else self.vae.downsample
-        return int(ds) * self.latent_patch_size
+        return self.ae_downsample * self.latent_patch_size
 
     def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with some top-level fields changed (validated again)."""
-        return replace(self, **changes)
+        """A copy with fields changed (validated again), named flat as in ``config.json``.
+
+        A name of ``SequenceLayout`` or ``LossRecipe`` (``id_prompting=True``, ``ce_weight=0.5``) changes that field
+        of ``layout`` / ``loss``; any other name is a top-level field (``layout=`` / ``loss=`` replace a whole part).
+
+        Raises:
+            ValueError: An unknown name (the message gives the nearest valid one).
+        """
+        top = {f.name for f in fields(self)}
+        nested: dict[str, dict[str, Any]] = {part: {} for part in _NESTED}
+        direct: dict[str, Any] = {}
+        for name, value in changes.items():
+            part = next((p for p, names in _NESTED.items() if name in names), None)
+            if part is not None:
+                nested[part][name] = value
+            elif name in top:
+                direct[name] = value
+            else:
+                valid = sorted(top | {n for names in _NESTED.values() for n in names})
+                near = difflib.get_close_matches(name, valid, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; valid: {valid}"
+                raise ValueError(f"ModelConfig has no field {name!r}{hint}")
+        for part, part_changes in nested.items():
+            if part_changes:
+                direct[part] = replace(direct.get(part, getattr(self, part)), **part_changes)
+        return replace(self, **direct)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The top-level fields as written to BAGEL's ``config.json`` (encoders are in their own json files)."""
+        """The top-level fields as written to BAGEL's ``config.json`` (encoders are in their own json files).
+
+        Layout and loss fields are written flat, under the keys they always had (checkpoints on disk load unchanged).
+        """
         return {
             "latent_patch_size": self.latent_patch_size,
             "max_latent_size": self.max_latent_size,
             "vit_max_num_patch_per_side": self.vit_max_num_patch_per_side,
             "connector_act": self.connector_act,
             "interpolate_pos": False,
-            "timestep_shift": self.timestep_shift,
+            "timestep_shift": self.loss.timestep_shift,
             "visual_gen": True,
             "visual_und": True,
-            "id_prompting": self.id_prompting,
+            "id_prompting": self.layout.id_prompting,
             "attention_backend": self.attention_backend,
-            "ce_weight": self.ce_weight,
-            "mse_weight": self.mse_weight,
-            "freeze_und": self.freeze_und,
+            "ce_weight": self.loss.ce_weight,
+            "mse_weight": self.loss.mse_weight,
+            "freeze_und": self.loss.freeze_und,
             "special_tokens": asdict(self.tokens),
             "ae": self.ae,
         }
@@ -371,9 +456,10 @@ class ModelConfig:
 
         Unknown keys (``vae_config``, ``vit_config``, ``llm_config`` that vLLM reads) are ignored; missing ones take the
         inference defaults of the release (bagel-compat §1.2); a file without ``ae`` is a FLUX checkpoint, and
-        ``synth_ae_config`` gives the synth autoencoder's shape. ``changes`` (top-level fields, e.g. ``tokens=``) are
-        applied BEFORE validation, so an override can rescue a file whose defaults would not validate (a small vocab
-        without ``special_tokens``: the Qwen default ids are out of range until ``tokens`` replaces them).
+        ``synth_ae_config`` gives the synth autoencoder's shape. ``changes`` (flat names, as ``replace`` takes them,
+        e.g. ``tokens=``) are applied BEFORE validation, so an override can rescue a file whose defaults would not
+        validate (a small vocab without ``special_tokens``: the Qwen default ids are out of range until ``tokens``
+        replaces them).
 
         Raises:
             ValueError: ``interpolate_pos`` is true, or a field has an invalid value.
@@ -385,12 +471,7 @@ class ModelConfig:
             "max_latent_size",
             "vit_max_num_patch_per_side",
             "connector_act",
-            "timestep_shift",
-            "id_prompting",
             "attention_backend",
-            "ce_weight",
-            "mse_weight",
-            "freeze_und",
             "ae",
         }
         kwargs: dict[str, Any] = {k: v for k, v in top.items() if k in names}
@@ -400,9 +481,15 @@ class ModelConfig:
             )
         if "special_tokens" in top:
             kwargs["tokens"] = SpecialTokens(**top["special_tokens"])
-        kwargs.update(changes or {})
+        flat = {k: v for k, v in top.items() if any(k in part for part in _NESTED.values())}
+        flat.update(changes or {})
+        top_changes = {k: v for k, v in flat.items() if not any(k in part for part in _NESTED.values())}
         try:
-            return cls(llm=llm, vit=vit, vae=vae, **kwargs)
+            parts = {
+                "layout": SequenceLayout(**{k: v for k, v in flat.items() if k in _NESTED["layout"]}),
+                "loss": LossRecipe(**{k: v for k, v in flat.items() if k in _NESTED["loss"]}),
+            }
+            return cls(llm=llm, vit=vit, vae=vae, **(kwargs | parts | top_changes))
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from err
 
@@ -475,7 +562,8 @@ def list_sizes() -> list[str]:
 
 
 def get_config(name: str, **changes: Any) -> ModelConfig:
-    """The named size, optionally with top-level fields changed (e.g. ``id_prompting=True``).
+    """The named size, optionally with fields changed by their flat names (``ModelConfig.replace``, e.g.
+    ``id_prompting=True``).
 
     Raises:
         ValueError: Unknown name (the message lists the known ones).

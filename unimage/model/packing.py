@@ -19,19 +19,24 @@ block takes ONE id shared by all its tokens; ViT and clean VAE blocks then advan
 not (its clean copy, which may follow, gets the same id). 2-D ids are row·S + col with S = ``vit_max_num_patch_per_side``
 (ViT) or ``max_latent_size`` (latents).
 
-In-Context ID Prompting (UniMAGE §3.3, ``ModelConfig.id_prompting``). Each image segment may carry ``id_token_ids``:
-single-token ids naming the frame and the characters / environments it shows (``id_prompt_token_ids`` builds them
-from ``unimage.script.vocab.IdPrompt``, e.g. ``id_prompt_for_shot(shot)``). With the flag on they are placed right after ``<|vision_start|>``, inside the image's split:
+In-Context ID Prompting (UniMAGE §3.3, ``SequenceLayout.id_prompting``). Each image segment may carry
+``id_token_ids``: single-token ids naming the frame and the characters / environments it shows. Whoever makes the
+segment takes them from ``config.layout.image_id_tokens(prompt, tokenizer)``, the flag's one gate: empty when the
+flag is off, so the layout is exactly BAGEL's. The packer lays out what a segment carries, right after
+``<|vision_start|>``, inside the image's split:
 
-    flag off (= BAGEL):  <|vision_start|>  i₁ i₂ … i_N  <|vision_end|>
-    flag on:             <|vision_start|>  <Frame3> <Character1> <Environment2>  i₁ i₂ … i_N  <|vision_end|>
-                         └──────────────────── one split: full attention, one RoPE id ───────────────────┘
-    expert:              und               und      und          und             und|gen      und
+    no ID tokens (= BAGEL):  <|vision_start|>  i₁ i₂ … i_N  <|vision_end|>
+    with ID tokens:          <|vision_start|>  <Frame3> <Character1> <Environment2>  i₁ i₂ … i_N  <|vision_end|>
+                             └──────────────────── one split: full attention, one RoPE id ───────────────────┘
+    expert:                  und               und      und          und             und|gen      und
 
 so the ID tokens and the image tokens attend to each other fully, the ID tokens use the understanding expert (like
-the markers) and share the block's RoPE id. With the flag off the ID tokens are ignored and the layout is exactly
-BAGEL's. The same layout is used for the noisy block being generated (its ID tokens are then hidden from later
-tokens, like the latents).
+the markers) and share the block's RoPE id. The same layout is used for the noisy block being generated (its ID
+tokens are then hidden from later tokens, like the latents).
+
+Token counts. ``text_block_length`` and ``image_block_length`` (with ``vit_grid`` / ``latent_grid``) give the
+length of a block from the same delimiter rules the builder emits with; the data planner
+(``PlannedSample.num_tokens``) counts a sample with them before any image is encoded.
 
 Samples are block-diagonal in the mask. Shape letters: L packed tokens, Nt text-type tokens, Nv ViT patches, P patch
 vector length, Nl latent tokens, Pl = p·p·C latent token vector, n images.
@@ -41,19 +46,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from unimage.model.attention import AttentionLayout
-from unimage.model.config import ModelConfig
+from unimage.model.config import ModelConfig, SpecialTokens
 from unimage.model.image_transforms import flattened_position_ids, patchify
 from unimage.model.mot import Routing
-
-if TYPE_CHECKING:
-    from unimage.script.tokenizer import ScriptTokenizer
-    from unimage.script.vocab import IdPrompt
 
 __all__ = [
     "CleanVaeImage",
@@ -64,9 +65,12 @@ __all__ = [
     "Segment",
     "Text",
     "VitImage",
-    "id_prompt_token_ids",
+    "image_block_length",
+    "latent_grid",
     "pack",
     "pack_tokens",
+    "text_block_length",
+    "vit_grid",
 ]
 
 
@@ -105,7 +109,7 @@ class NoisyVaeImage:
 
     Attributes:
         latents: x0, normalised VAE latents.
-        id_token_ids: ID tokens (used only under ``id_prompting``).
+        id_token_ids: ID tokens (from ``config.layout.image_id_tokens``; empty without ID prompting).
         timestep: Flow time t in [0, 1] before the shift; None draws t = sigmoid(u), u ~ N(0, 1) in the forward.
     """
 
@@ -124,13 +128,42 @@ Segment = Text | VitImage | CleanVaeImage | NoisyVaeImage | DroppedImage
 Sample = Sequence[Segment]
 
 
-def id_prompt_token_ids(prompt: IdPrompt, tokenizer: ScriptTokenizer) -> list[int]:
-    """Ids of one image block's ID tokens (``<FrameN>``, then characters, then environments; see ``unimage.script.vocab``).
+########################################################################################################################
+# Block layout and token counts (shared by the builder and the data planner)
+########################################################################################################################
 
-    Raises:
-        ValueError: An index beyond the tokenizer's vocabulary maxima.
-    """
-    return [tokenizer.token_id(tok) for tok in prompt.tokens(tokenizer.vocab)]
+
+def _text_block(tokens: SpecialTokens, token_ids: Sequence[int]) -> list[int]:
+    """A text split: ``<|im_start|> ids <|im_end|>``."""
+    return [tokens.im_start, *(int(i) for i in token_ids), tokens.im_end]
+
+
+def _image_block_ends(tokens: SpecialTokens, id_token_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The text-type tokens around an image's patches / latents: ``<|vision_start|> IDs`` and ``<|vision_end|>``."""
+    return [tokens.vision_start, *(int(i) for i in id_token_ids)], [tokens.vision_end]
+
+
+def text_block_length(config: ModelConfig, token_ids: Sequence[int]) -> int:
+    """Packed tokens of a text segment (delimiters included)."""
+    return len(_text_block(config.tokens, token_ids))
+
+
+def image_block_length(config: ModelConfig, grid: tuple[int, int], id_token_ids: Sequence[int] = ()) -> int:
+    """Packed tokens of an image block of ``grid`` (rows, cols) tokens carrying ``id_token_ids``."""
+    head, tail = _image_block_ends(config.tokens, id_token_ids)
+    return len(head) + grid[0] * grid[1] + len(tail)
+
+
+def vit_grid(config: ModelConfig, height: int, width: int) -> tuple[int, int]:
+    """ViT patches per side of an H×W image (H and W multiples of the patch size)."""
+    p = config.vit.patch_size
+    return height // p, width // p
+
+
+def latent_grid(config: ModelConfig, height: int, width: int) -> tuple[int, int]:
+    """Latent tokens per side of an h×w latent (``ae_downsample`` times smaller than the image's pixels)."""
+    p = config.latent_patch_size
+    return height // p, width // p
 
 
 ########################################################################################################################
@@ -299,7 +332,7 @@ class _Builder:
     # ---------------------------------------------------------------------------------------------- segments
 
     def text(self, seg: Text, rope: int) -> int:
-        ids = [self.tok.im_start, *(int(i) for i in seg.token_ids), self.tok.im_end]
+        ids = _text_block(self.tok, seg.token_ids)
         self._open_split(full=False, noise=False)
         first = self._emit_text(ids, list(range(rope, rope + len(ids))))
         if seg.loss:
@@ -307,10 +340,13 @@ class _Builder:
             self.ce_labels.extend(ids[1:])
         return rope + len(ids)
 
-    def _image_prefix(self, id_token_ids: Sequence[int], rope: int) -> None:
-        self._emit_text([self.tok.vision_start], rope)
-        if self.config.id_prompting and len(id_token_ids):
-            self._emit_text(list(id_token_ids), rope, id_token=True)
+    def _image_prefix(self, id_token_ids: Sequence[int], rope: int) -> list[int]:
+        """Emit ``<|vision_start|>`` and the ID tokens; returns the block's closing tokens."""
+        head, tail = _image_block_ends(self.tok, id_token_ids)
+        self._emit_text(head[:1], rope)
+        if len(head) > 1:
+            self._emit_text(head[1:], rope, id_token=True)
+        return tail
 
     def vit(self, seg: VitImage, rope: int) -> int:
         c, h, w = seg.pixels.shape
@@ -318,13 +354,13 @@ class _Builder:
         if c != self.config.vit.num_channels:
             raise ValueError(f"ViT image has {c} channels, the config expects {self.config.vit.num_channels}")
         self._open_split(full=True, noise=False)
-        self._image_prefix(seg.id_token_ids, rope)
+        tail = self._image_prefix(seg.id_token_ids, rope)
         patches = patchify(seg.pixels, p)  # [N, P]
-        self.vit_pos.append(flattened_position_ids(h // p, w // p, side))
+        self.vit_pos.append(flattened_position_ids(*vit_grid(self.config, h, w), side))
         self.vit_patches.append(patches)
         self.vit_first.append(self._emit(patches.shape[0], rope))
         self.vit_lens.append(patches.shape[0])
-        self._emit_text([self.tok.vision_end], rope)
+        self._emit_text(tail, rope)
         return rope + 1
 
     def vae(self, seg: CleanVaeImage | NoisyVaeImage, rope: int) -> int:
@@ -334,9 +370,10 @@ class _Builder:
         if c != self.config.latent_channels:
             raise ValueError(f"VAE latents have {c} channels, the config expects {self.config.latent_channels}")
         self._open_split(full=True, noise=noisy)
-        self._image_prefix(seg.id_token_ids, rope)
+        tail = self._image_prefix(seg.id_token_ids, rope)
         tokens = patchify(seg.latents, p)  # [h/p · w/p, Pl]
-        self.vae_pos.append(flattened_position_ids(h // p, w // p, self.config.max_latent_size))
+        grid = latent_grid(self.config, h, w)
+        self.vae_pos.append(flattened_position_ids(*grid, self.config.max_latent_size))
         self.vae_latents.append(tokens)
         self.vae_first.append(self._emit(tokens.shape[0], rope, gen=True))
         self.vae_lens.append(tokens.shape[0])
@@ -345,8 +382,8 @@ class _Builder:
         if given is not None and not 0.0 <= given <= 1.0:
             raise ValueError(f"NoisyVaeImage.timestep must be in [0, 1], got {given}")
         self.vae_t.append(float("nan") if given is None else given)
-        self.vae_sizes.append((h // p, w // p))
-        self._emit_text([self.tok.vision_end], rope)
+        self.vae_sizes.append(grid)
+        self._emit_text(tail, rope)
         return rope if noisy else rope + 1
 
     def sample(self, segments: Sample, start_position: int) -> None:
@@ -426,7 +463,7 @@ def pack(samples: Sequence[Sample], config: ModelConfig, start_position: int = 0
 
     Args:
         samples: Each a sequence of ``Text`` / ``VitImage`` / ``CleanVaeImage`` / ``NoisyVaeImage`` segments.
-        config: Model config (special tokens, patch sizes, position tables, ``id_prompting``).
+        config: Model config (special tokens, patch sizes, position tables).
         start_position: First RoPE id of every sample (0 in training; the context's next id when a KV cache holds
             earlier tokens).
 

@@ -205,7 +205,7 @@ class UniMAGE(nn.Module):
         n_img = int(batch.vae_image_noisy.shape[0])
         u = torch.randn(n_img, generator=generator).to(x0.device)
         t_img = torch.where(torch.isnan(batch.vae_image_timestep), torch.sigmoid(u), batch.vae_image_timestep)
-        t_img = torch.where(batch.vae_image_noisy, shift_timesteps(t_img, self.config.timestep_shift), 0.0)
+        t_img = torch.where(batch.vae_image_noisy, shift_timesteps(t_img, self.config.loss.timestep_shift), 0.0)
         t = t_img[batch.vae_image_index]  # [Nl]
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
@@ -230,14 +230,14 @@ class UniMAGE(nn.Module):
             generator: RNG for timesteps and noise (see ``flow_inputs``).
             noise: Optional fixed ε [Nl, Pl].
             freeze_und: Detach every understanding-expert activation for this call (BAGEL's ``freeze_und``), so no
-                gradient reaches an understanding parameter; None uses ``config.freeze_und``. Disentangled Expert
+                gradient reaches an understanding parameter; None uses ``config.loss.freeze_und``. Disentangled Expert
                 Learning switches it per pack within one step (text pack off, interleaved/pair pack on).
 
         Returns:
-            The loss terms; ``total`` is weighted by ``config.ce_weight`` / ``config.mse_weight``.
+            The loss terms; ``total`` is weighted by ``config.loss.ce_weight`` / ``config.loss.mse_weight``.
         """
         x_t, t, target = self.flow_inputs(batch, generator, noise)
-        freeze = self.config.freeze_und if freeze_und is None else freeze_und
+        freeze = self.config.loss.freeze_und if freeze_und is None else freeze_und
         hidden, _ = self.hidden_states(batch, x_t, t, freeze_und=freeze)  # [L, D]
         zero = hidden.new_zeros((), dtype=torch.float32)
         n_ce = int(batch.ce_indexes.numel())
@@ -253,5 +253,5 @@ class UniMAGE(nn.Module):
             mse_sum = (pred.float() - target[noisy].float()).pow(2).mean(-1).sum()
         ce = ce_sum / max(n_ce, 1)
         mse = mse_sum / max(n_mse, 1)
-        total = self.config.ce_weight * ce + self.config.mse_weight * mse
+        total = self.config.loss.ce_weight * ce + self.config.loss.mse_weight * mse
         return LossTerms(total, ce, mse, ce_sum, mse_sum, n_ce, n_mse)

@@ -9,8 +9,10 @@ Two training views of one complete script:
 (b) in-context continuation: insert ``<Continuation>: Based on the above script, continue to write the subsequent shot
     content.`` before the last shot.
 
-Each returns the *context* (the script up to and including the inserted marker) and the *target* (what the model must
-write, which carries the loss); ``context + target`` is exactly the canonical text of the script with the marker.
+Each returns a ``SplitSample``: the structure (the script with the inserted marker) and the *cut* (the shots in the
+context). Which blocks are context (no loss) and which are the target (what the model must write) is decided per block
+by ``in_context``; ``view_text`` gives the two parts as text (``context + target`` is exactly the canonical text of
+the script with the marker), for measures per target byte.
 """
 
 from __future__ import annotations
@@ -27,17 +29,54 @@ from unimage.script.serialize import entry_line, header_text, marker_text, seria
 
 Summarizer = Callable[[str], str]
 SplitKind = Literal["full", "extension", "continuation"]
+BlockKind = Literal["user", "globals", "marker", "shot"]
+
+
+def in_context(kind: SplitKind, cut: int, block: BlockKind, position: int) -> bool:
+    """Whether a block of a view's script is context (conditioning, no loss) rather than target.
+
+    Args:
+        kind: The view's kind; ``full`` has only the ``<User>`` line as context (the model writes the globals too).
+        cut: Shots in the context (``SplitSample.cut``).
+        block: The block's kind (``unimage.data.segments.script_blocks`` order: user, globals, then markers and shots).
+        position: A shot's index in ``script.shots``; a marker's ``position`` (the shots before it); else unused.
+    """
+    if block == "user":
+        return True
+    if kind == "full":
+        return False
+    if block == "globals":
+        return True
+    return position <= cut if block == "marker" else position < cut
 
 
 @dataclass(frozen=True)
 class SplitSample:
-    """One training view: ``context`` is conditioning only, ``target`` is the loss-bearing continuation."""
+    """One training view: the script (with the inserted marker; the input for ``full``) and its cut.
+
+    Attributes:
+        kind: ``full``, ``extension`` or ``continuation``.
+        script: The script with the inserted marker (equal to the input for ``full``).
+        cut: Shots in the context (0 for ``full``); the marker at ``cut`` stays in the context.
+    """
 
     kind: SplitKind
-    context: str
-    target: str
-    script: Script  # the script with the inserted marker (equal to the input for "full")
-    cut: int  # number of shots in the context
+    script: Script
+    cut: int
+
+    def in_context(self, block: BlockKind, position: int) -> bool:
+        """See the module function ``in_context``."""
+        return in_context(self.kind, self.cut, block, position)
+
+    @property
+    def context(self) -> str:
+        """The context as canonical text (``view_text``)."""
+        return view_text(self.kind, self.script, self.cut)[0]
+
+    @property
+    def target(self) -> str:
+        """The target as canonical text (``view_text``)."""
+        return view_text(self.kind, self.script, self.cut)[1]
 
 
 def render_split(script: Script, cut: int) -> tuple[str, str]:
@@ -57,6 +96,21 @@ def render_split(script: Script, cut: int) -> tuple[str, str]:
     return context, "\n".join(after)
 
 
+def view_text(kind: SplitKind, script: Script, cut: int) -> tuple[str, str]:
+    """(context, target) of a view as text; ``context + target == serialize(script)``.
+
+    The same partition as ``in_context``, block by block (``tests/unimage/data`` checks it): ``full`` puts only the
+    ``<User>`` line in the context, the others cut before shot ``cut`` (``render_split``).
+    """
+    if kind != "full":
+        return render_split(script, cut)
+    text = serialize(script)
+    context = entry_line("User", script.user_prompt) + "\n" if script.user_prompt is not None else ""
+    if not text.startswith(context):  # pragma: no cover - serialize always writes the user line first
+        raise AssertionError("canonical text does not start with the <User> line")
+    return context, text[len(context) :]
+
+
 def split_full(script: Script) -> SplitSample:
     """No splitting: the context is the ``<User>`` line, the target is everything the model writes from it.
 
@@ -64,11 +118,7 @@ def split_full(script: Script) -> SplitSample:
     from the prompt alone; with the globals in the context the understanding expert would never learn to write them.
     """
     _require_shots(script, 1, "full")
-    text = serialize(script)
-    context = entry_line("User", script.user_prompt) + "\n" if script.user_prompt is not None else ""
-    if not text.startswith(context):  # pragma: no cover - serialize always writes the user line first
-        raise AssertionError("canonical text does not start with the <User> line")
-    return SplitSample("full", context, text[len(context) :], script=script, cut=0)
+    return SplitSample("full", script, cut=0)
 
 
 def split_for_extension(script: Script, seed: int, summarizer: Summarizer | None = None) -> SplitSample:
@@ -122,10 +172,7 @@ def sample_split(
 
 def _insert(script: Script, marker: Marker, kind: SplitKind) -> SplitSample:
     markers = sorted((*script.markers, marker), key=lambda m: m.position)  # stable: ours follows existing ones
-    new = replace(script, markers=tuple(markers))
-    context, target = render_split(new, marker.position)
-    assert context + target == serialize(new)
-    return SplitSample(kind, context, target, new, marker.position)
+    return SplitSample(kind, replace(script, markers=tuple(markers)), marker.position)
 
 
 def _require_shots(script: Script, n: int, what: str) -> None:

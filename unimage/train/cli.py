@@ -23,7 +23,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from unimage.data.atomic import atomic_write_text
-from unimage.data.datamodule import UniMAGEDataModule
+from unimage.data.datamodule import DataBinding, UniMAGEDataModule
 from unimage.train.checkpointing import AtomicModelCheckpoint
 from unimage.train.ema import EMA
 from unimage.train.export import BagelExport
@@ -70,9 +70,11 @@ class UniMAGECLI(LightningCLI):
         )
         parser.add_lightning_class_args(EMA, "ema")
         parser.add_lightning_class_args(BagelExport, "export")
+        # The data stream's model side (config, tokenizer, schedule, seed) is the module's: handed over once built.
+        parser.link_arguments("model", "data.binding", compute_fn=_data_binding, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand]
+        cfg = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
         run_dir = cfg.get("run_dir")
         if cfg.trainer.get("max_steps") in (None, -1):
             cfg.trainer.max_steps = int(cfg.model.icl_steps) + int(cfg.model.del_steps)
@@ -103,6 +105,10 @@ class UniMAGECLI(LightningCLI):
                 cfg.ckpt_path = str(last)
         if cfg.get("weights_only") is None:  # resume unpickles tensors and containers only (torch < 2.6 defaults False)
             cfg.weights_only = True
+
+
+def _data_binding(module: UniMAGETrainModule) -> DataBinding:
+    return module.data_binding()
 
 
 def build_cli(args: Sequence[str], run: bool = True) -> UniMAGECLI:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from unimage.data.atomic import atomic_write_text
-from unimage.data.datamodule import Stage, TrainBatch
+from unimage.data.datamodule import DataBinding, Stage, TrainBatch
 from unimage.data.manifest import SKIP_REASONS
 from unimage.data.packer import Pack, stable_seed
 from unimage.data.segments import encode_groups
@@ -195,16 +195,10 @@ class UniMAGETrainModule(pl.LightningModule):
 
     # -------------------------------------------------------------------------------------------- set-up
 
-    def data_binding(self) -> dict[str, Any]:
-        """What the datamodule takes from the model side (so it is defined once)."""
+    def data_binding(self) -> DataBinding:
+        """What the datamodule takes from the model side (so it is defined once; ``unimage fit`` links it)."""
         hp = self.hp
-        return {
-            "model": self.model_config,
-            "tokenizer_dir": self.tokenizer_dir,
-            "icl_steps": hp.icl_steps,
-            "del_steps": hp.del_steps,
-            "seed": hp.seed,
-        }
+        return DataBinding(self.model_config, self.tokenizer_dir, hp.icl_steps, hp.del_steps, hp.seed)
 
     def setup(self, stage: str) -> None:
         """Refuse DDP without ``find_unused_parameters``: it would hang, not fail (see ``check_strategy``)."""
@@ -322,7 +316,7 @@ class UniMAGETrainModule(pl.LightningModule):
             g_ce, g_mse = float(counts[0]), float(counts[1])
         ce = ce_sum * world / max(g_ce, 1.0)
         mse = mse_sum * world / max(g_mse, 1.0)
-        total = cfg.ce_weight * ce + cfg.mse_weight * mse
+        total = cfg.loss.ce_weight * ce + cfg.loss.mse_weight * mse
         return {
             "total": total,
             "ce": ce,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest.importorskip("open_clip", reason="the CSD tower needs open_clip (the csd extra)")
+
 from bench.backbones.aesthetic import build_head
 from bench.backbones.csd import CSD_SIZES, CSDConfig, CSDModel
 

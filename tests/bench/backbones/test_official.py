@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+pytest.importorskip("open_clip", reason="the CSD tower needs open_clip (the csd extra)")
+
 from bench.backbones import MissingDependencyError, MissingWeightsError, load_backbones
 from bench.backbones import weights as W
 from bench.backbones.aesthetic import build_head

@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 
 from bench.backbones import weights as W
-from bench.backbones.csd import CSD_SIZES, CSDModel
 
 BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "people", "character", "a", "the", "?"]
 
 
 def write_csd(root: Path, nested: bool = False) -> Path:
     """Tiny CSD checkpoint; `nested=True` writes the CSD authors' {'model_state_dict': {'module.…'}} layout."""
+    from bench.backbones.csd import CSD_SIZES, CSDModel  # open_clip: the csd extra
+
     torch.manual_seed(1)
     model = CSDModel(CSD_SIZES["tiny"])
     with torch.no_grad():

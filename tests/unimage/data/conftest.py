@@ -6,11 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from unimage.data.synthstory import SynthStoryConfig, generate
-
-SMALL = SynthStoryConfig(
-    seed=7, train_stories=6, text_stories=4, pairs=5, eval_stories=4, image_size=96, refs_per_character=2
-)
+from tests._helpers.data import SMALL
+from unimage.data.synthstory import generate
 
 
 @pytest.fixture(scope="session")

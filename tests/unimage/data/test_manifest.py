@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unimage.data.conftest import SMALL
+from tests._helpers.data import SMALL
 from unimage.data.manifest import (
     InterleavedSample,
     Manifest,

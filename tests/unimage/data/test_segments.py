@@ -9,7 +9,7 @@ from unimage.data.manifest import Manifest
 from unimage.data.segments import END_OF_SCRIPT, ImageSeg, ImageSizes, SegmentBuilder, TextSeg, script_blocks
 from unimage.data.transforms import PreContextSplitting, SplittingConfig
 from unimage.model.config import get_config
-from unimage.model.packing import id_prompt_token_ids, pack
+from unimage.model.packing import pack
 from unimage.script import serialize
 from unimage.script.tokenizer import ByteTokenizer
 from unimage.script.vocab import id_prompt_for_shot
@@ -56,7 +56,7 @@ def test_interleaved_layout_loss_and_id_tokens(small_set):
     images = [s for s in planned.segments if isinstance(s, ImageSeg)]
     for seg in images:
         shot = sample.structure.shots[seg.image]
-        assert seg.id_token_ids == tuple(id_prompt_token_ids(id_prompt_for_shot(shot), TOK))
+        assert seg.id_token_ids == tuple(TOK.token_id(t) for t in id_prompt_for_shot(shot).tokens(TOK.vocab))
         assert seg.id_token_ids[0] == TOK.token_id(f"<Frame{shot.index}>")
     assert len(planned.vae_pixels) == n and planned.vae_pixels[0].shape == (3, 64, 64)
     assert planned.vit_pixels[0].shape == (3, 56, 56)
@@ -112,7 +112,7 @@ def test_pair_caption_then_noisy_target_with_frame1_ids(small_set):
     assert isinstance(cap, TextSeg) and not cap.loss and cap.droppable
     assert isinstance(img, ImageSeg) and img.role == "noisy"
     assert sample.structure is not None
-    expected = id_prompt_token_ids(id_prompt_for_shot(sample.structure.shots[0]), TOK)
+    expected = [TOK.token_id(t) for t in id_prompt_for_shot(sample.structure.shots[0]).tokens(TOK.vocab)]
     assert list(img.id_token_ids) == expected and expected[0] == TOK.token_id("<Frame1>")
 
 

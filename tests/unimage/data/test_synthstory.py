@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import unimage.data.synthstory as synthstory
-from tests.unimage.data.conftest import SMALL
+from tests._helpers.data import SMALL
 from unimage.data.synthdraw import reference_box, render_reference, render_shot
 from unimage.data.synthspec import SynthStoryConfig, sample_story
 from unimage.data.synthstory import GT_OUTPUT_RUN, generate, story_specs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unimage.data.conftest import SMALL
+from tests._helpers.data import SMALL
 from unimage.data.synthstory import GT_OUTPUT_RUN
 
 TOP_KEYS = ["Story_type", "Characters", "Shots"]

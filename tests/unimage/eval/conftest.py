@@ -1,14 +1,14 @@
-"""Shared fixtures of the diagnostics tests: a random tiny BAGEL-layout checkpoint (and an ``id_prompting`` copy) and
+"""Fixtures of the diagnostics tests: a Director on the shared tiny checkpoint (``tests/unimage/conftest.py``) and
 a small SynthStory set (64 px keyframes, 3-4 shot held-out stories), each made once per session."""
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._helpers.director import one_thread
 from unimage.data.synthstory import SynthStoryConfig, generate
 
 SET = SynthStoryConfig(
@@ -33,27 +33,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from unimage.model.checkpoint import write_tiny_bagel_dir
-
-    return write_tiny_bagel_dir(tmp_path_factory.mktemp("diag_ckpt"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_ckpt_id(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same weights with ``id_prompting: true`` (a checkpoint trained with In-Context ID Prompting)."""
-    out = tmp_path_factory.mktemp("diag_ckpt_id")
-    for p in tiny_ckpt.iterdir():
-        if p.name == "config.json":
-            data = json.loads(p.read_text())
-            data["id_prompting"] = True
-            (out / p.name).write_text(json.dumps(data))
-        elif p.is_file():
-            os.symlink(p, out / p.name)
-    return out
-
-
-@pytest.fixture(scope="session")
 def director(tiny_ckpt: Path):
     from unimage.infer.config import SamplingConfig
     from unimage.infer.director import Director
@@ -62,11 +41,6 @@ def director(tiny_ckpt: Path):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are dominated by per-op overhead; one intra-op thread is faster and steadier on a shared box."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield

@@ -187,7 +187,7 @@ def test_timestep_copies_equal_one_forward_per_timestep(ckpt, synth, request):
             torch.testing.assert_close(
                 got.mse[got.mse_image == img], ref.mse[ref.mse_image == ref_img], rtol=1e-5, atol=1e-6
             )
-    assert d.model.config.id_prompting == (ckpt == "tiny_ckpt_id")
+    assert d.model.config.layout.id_prompting == (ckpt == "tiny_ckpt_id")
 
 
 @pytest.mark.gpu

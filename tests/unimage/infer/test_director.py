@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from tests._helpers.director import FAST
 from unimage.data.segments import script_blocks
 from unimage.infer.director import Director, DirectorError, resolve_checkpoint
 from unimage.model.packing import CleanVaeImage, VitImage, pack
 from unimage.script import CONTINUATION_PROMPT, Description, Script, Shot, parse, serialize
-
-from .conftest import FAST
 
 
 def _png(image: Image.Image) -> bytes:
@@ -102,7 +101,7 @@ def test_render_context_holds_earlier_keyframes_with_id_tokens(tiny_ckpt, tiny_c
     script = _script(3)
     for ckpt, id_prompting in ((tiny_ckpt, False), (tiny_ckpt_id, True)):
         d = Director.from_pretrained(ckpt, config=FAST, device="cpu")
-        assert d.model.config.id_prompting is id_prompting
+        assert d.model.config.layout.id_prompting is id_prompting
         seen = []
         images = list(d.render_iter(script, on_context=seen.append))
         assert len(images) == 3 and len(seen) == 3

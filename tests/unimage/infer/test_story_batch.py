@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unimage.infer.conftest import FAST
+from tests._helpers.director import FAST
 from unimage.infer.director import Director
 from unimage.infer.vistory import generate_vistory, load_story_json, story_ids, story_to_script
 
@@ -76,7 +76,7 @@ def test_failing_story_in_a_group_fails_alone(director, synth_eval, tmp_path, mo
 def test_render_lockstep_with_id_prompting_equals_render_iter(tiny_ckpt_id, synth_eval):
 
     director = Director.from_pretrained(tiny_ckpt_id, config=FAST, device="cpu")
-    assert director.model.config.id_prompting
+    assert director.model.config.layout.id_prompting
     scripts = [story_to_script(load_story_json(synth_eval / sid / "story.json"))[0] for sid in ("01", "02")]
     scripts[1] = dataclasses.replace(scripts[1], shots=scripts[1].shots[:1])  # drops out after round 1
     batched: dict[int, list] = {0: [], 1: []}

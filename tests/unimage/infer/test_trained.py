@@ -42,7 +42,7 @@ def test_director_on_a_synthstory_trained_checkpoint(tmp_path):
 
     assert SamplingConfig.for_training_run(run, max_entry_tokens=48, num_timesteps=8) == TRAINED
     d = Director.from_pretrained(run, config=TRAINED, device="cpu")  # finds checkpoints/export
-    assert d.model.config.id_prompting  # the bundled config trains with ID prompting
+    assert d.model.config.layout.id_prompting  # the bundled config trains with ID prompting
     g = d.write_generation("A short film about friendship.", n_shots=2)
     s = d.continue_(g.script, 1)
     s = d.extend(s, "They find a lost key.", n_shots=1)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers.director import FAST
 from unimage.infer.vistory import generate_vistory, load_story_json, story_ids, story_to_script
 from unimage.script import parse, serialize
-
-from .conftest import FAST
 
 REPO = Path(__file__).resolve().parents[3]
 

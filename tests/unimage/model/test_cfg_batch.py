@@ -7,9 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from tests.unimage.model._tiny import tiny_model
-from tests.unimage.model.test_attention import _explicit_attention, _reference_varlen
-from tests.unimage.model.test_generation import _segments
+from tests._helpers.attention import explicit_attention, reference_varlen
+from tests._helpers.model import context_segments, tiny_model
 from unimage.model.attention import AttentionLayout, packed_attention
 from unimage.model.cache import Context, prefill, prepare_branches
 from unimage.model.generation import CfgOptions, _batched_velocities, _velocity, combine_cfg, generate_image
@@ -54,13 +53,13 @@ def test_doc_prefix_backends_equal_explicit_softmax(backend):
     if backend == "sdpa_dense":
         layout, backend = dataclasses.replace(layout, per_doc=False, _memo={}), "sdpa"
     q, k, v = torch.randn(8, 4, 8), torch.randn(13, 2, 8), torch.randn(13, 2, 8)  # 5 cached + 8 query keys
-    varlen = _reference_varlen if backend == "flash" else None  # flash-attn semantics in torch: the cu_seqlens path
+    varlen = reference_varlen if backend == "flash" else None  # flash-attn semantics in torch: the cu_seqlens path
     out = packed_attention(q, k, v, layout, backend, varlen_fn=varlen)
-    torch.testing.assert_close(out, _explicit_attention(q, k, v, layout.dense_mask()), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, explicit_attention(q, k, v, layout.dense_mask()), atol=1e-5, rtol=1e-5)
 
 
 def _contexts(model):
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     full = prefill(model, Context.empty(), segs)
     no_text = prefill(model, Context.empty(), segs[:3])  # t̄: without the latest text
     no_img = prefill(model, Context.empty(), [segs[0], segs[3]])  # ī: text only
@@ -76,7 +75,7 @@ def test_batched_branch_velocities_equal_sequential(id_prompting, backend, t2i):
     if t2i:
         no_text = Context.empty()  # text-to-image: t̄ is empty, so one document has no cache at all
     ctxs = [full, no_text, no_img]
-    placeholder = NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[300, 302])
+    placeholder = NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[300, 302] if id_prompting else [])
     branches = prepare_branches(model, ctxs, [placeholder])
     assert branches.batch.next_positions == [c.next_position for c in ctxs]
     x, t = torch.randn(6, 64), torch.full((6,), 0.7)

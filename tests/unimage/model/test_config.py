@@ -7,7 +7,15 @@ import json
 import pytest
 import torch
 
-from unimage.model.config import LLMConfig, ModelConfig, SpecialTokens, get_config, list_sizes
+from unimage.model.config import (
+    LLMConfig,
+    LossRecipe,
+    ModelConfig,
+    SequenceLayout,
+    SpecialTokens,
+    get_config,
+    list_sizes,
+)
 
 # The published Qwen2.5-7B-Instruct config.json (which BAGEL ships as llm_config.json, bagel-compat §1.2).
 QWEN25_7B = {
@@ -71,11 +79,11 @@ def test_bad_llm_config_names_file_and_field(tmp_path):
 
 
 def test_model_config_validation_and_registry():
-    assert list_sizes() == ["tiny", "tiny-synth", "small", "bagel-7b-mot"]
+    assert list_sizes() == ["tiny", "tiny-synth", "small-synth", "small", "bagel-7b-mot"]
     with pytest.raises(ValueError, match="unknown model size 'huge'"):
         get_config("huge")
     tiny = get_config("tiny", id_prompting=True)
-    assert tiny.id_prompting and not get_config("tiny").id_prompting
+    assert tiny.layout.id_prompting and not get_config("tiny").layout.id_prompting
     assert tiny.patch_latent_dim == 64 and tiny.latent_downsample == 16
     with pytest.raises(ValueError, match="attention_backend"):
         tiny.replace(attention_backend="xformers")
@@ -101,9 +109,23 @@ def test_tiny_special_tokens_match_the_offline_tokenizer():
 
 
 def test_top_level_json_round_trip():
-    cfg = get_config("tiny", id_prompting=True, timestep_shift=2.0)
-    again = ModelConfig.from_json_dicts(json.loads(json.dumps(cfg.to_json_dict())), cfg.llm, cfg.vit, cfg.vae)
+    cfg = get_config("tiny", id_prompting=True, timestep_shift=2.0, ce_weight=0.5, freeze_und=True)
+    assert cfg.layout == SequenceLayout(id_prompting=True)
+    assert cfg.loss == LossRecipe(ce_weight=0.5, mse_weight=1.0, timestep_shift=2.0, freeze_und=True)
+    top = json.loads(json.dumps(cfg.to_json_dict()))
+    # BAGEL's flat config.json keys, as every checkpoint on disk has them.
+    assert {k: top[k] for k in ("id_prompting", "timestep_shift", "ce_weight", "mse_weight", "freeze_und")} == {
+        "id_prompting": True,
+        "timestep_shift": 2.0,
+        "ce_weight": 0.5,
+        "mse_weight": 1.0,
+        "freeze_und": True,
+    }
+    again = ModelConfig.from_json_dicts(top, cfg.llm, cfg.vit, cfg.vae)
     assert again == cfg
+    assert ModelConfig.from_json_dicts(top, cfg.llm, cfg.vit, cfg.vae, changes={"id_prompting": False}).layout == (
+        SequenceLayout(id_prompting=False)
+    )
     with pytest.raises(ValueError, match="interpolate_pos"):
         ModelConfig.from_json_dicts({"interpolate_pos": True}, cfg.llm, cfg.vit, cfg.vae)
 
@@ -125,3 +147,29 @@ def test_bagel_7b_on_meta_has_the_released_key_set():
     assert "vit_model.vision_model.encoder.layers.25.mlp.fc2.bias" in sd
     assert "vit_model.vision_model.encoder.layers.26.mlp.fc2.bias" not in sd
     assert not any("inv_freq" in k for k in sd)
+
+
+def test_flat_changes_go_to_their_one_owner_and_typos_name_the_nearest_field():
+    cfg = get_config("tiny").replace(id_prompting=True, mse_weight=2.0, attention_backend="flex")
+    assert cfg.layout.id_prompting and cfg.loss.mse_weight == 2.0 and cfg.attention_backend == "flex"
+    assert cfg.loss.ce_weight == 1.0  # the other fields of a part are kept
+    with pytest.raises(ValueError, match="did you mean 'id_prompting'"):
+        cfg.replace(id_promting=True)
+    with pytest.raises(ValueError, match="timestep_shift must be positive"):
+        cfg.replace(timestep_shift=0.0)
+
+
+def test_sequence_layout_is_the_one_gate_of_id_tokens():
+    from unimage.script.tokenizer import ByteTokenizer
+    from unimage.script.vocab import IdPrompt
+
+    tok = ByteTokenizer()
+    on, off = SequenceLayout(id_prompting=True), SequenceLayout(id_prompting=False)
+    ids = on.image_id_tokens(IdPrompt(3, (1, 2), (1,)), tok)
+    assert [tok.decode([i]) for i in ids] == ["<Frame3>", "<Character1>", "<Character2>", "<Environment1>"]
+    assert on.image_id_tokens(None, tok) == ()
+    # Off, no id is looked up: an index beyond the vocabulary is no error (it is one with the flag on).
+    beyond = IdPrompt(10_000)
+    assert off.image_id_tokens(beyond, tok) == ()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        on.image_id_tokens(beyond, tok)

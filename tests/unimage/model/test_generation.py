@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.unimage.model._tiny import tiny_model
+from tests._helpers.model import context_segments, tiny_model
 from unimage.model.cache import Context, prefill
 from unimage.model.generation import (
     CfgOptions,
@@ -18,17 +18,7 @@ from unimage.model.generation import (
     generate_text,
     sample_next_token,
 )
-from unimage.model.packing import CleanVaeImage, NoisyVaeImage, Text, VitImage, pack, pack_tokens
-
-
-def _segments():
-    g = torch.Generator().manual_seed(5)
-    return [
-        Text([10, 11, 12]),
-        VitImage(torch.randn(3, 28, 42, generator=g), id_token_ids=[300, 301]),
-        CleanVaeImage(torch.randn(16, 4, 4, generator=g), id_token_ids=[302]),
-        Text([13, 14]),
-    ]
+from unimage.model.packing import NoisyVaeImage, Text, pack, pack_tokens
 
 
 def _full_hidden(model, segments, noisy_x=None, t=0.0):
@@ -45,7 +35,7 @@ def _full_hidden(model, segments, noisy_x=None, t=0.0):
 @pytest.mark.parametrize("id_prompting", [False, True])
 def test_cached_decoding_equals_full_recomputation(id_prompting):
     model = tiny_model(id_prompting=id_prompting)
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     ctx = prefill(model, Context.empty(), segs[:1])
     ctx = prefill(model, ctx, segs[1:])  # two prefill calls: positions and cache must chain
     b_prefix = pack([segs], model.config)
@@ -76,14 +66,20 @@ def test_cached_decoding_equals_full_recomputation(id_prompting):
 @pytest.mark.parametrize("id_prompting", [False, True])
 def test_denoising_step_over_cache_equals_full_forward(id_prompting):
     model = tiny_model(id_prompting=id_prompting)
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     ctx = prefill(model, Context.empty(), segs)
     kv_before = [k.clone() for k, _ in ctx.kv]
     x = torch.randn(6, 64)
-    block = pack([[NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[303])]], model.config, ctx.next_position)
+    block = pack(
+        [[NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[303] if id_prompting else [])]],
+        model.config,
+        ctx.next_position,
+    )
     with torch.no_grad():
         v_cached = _velocity(model, ctx, block, x, torch.full((6,), 0.7))
-    b, hidden = _full_hidden(model, [*segs, NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[303])], x, 0.7)
+    b, hidden = _full_hidden(
+        model, [*segs, NoisyVaeImage(torch.zeros(16, 4, 6), id_token_ids=[303] if id_prompting else [])], x, 0.7
+    )
     v_full = model.llm2vae(hidden[b.mse_indexes])
     torch.testing.assert_close(v_cached, v_full, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(k, k0) for (k, _), k0 in zip(ctx.kv, kv_before))  # the context did not grow
@@ -125,7 +121,7 @@ def test_cfg_interval_and_schedule():
 
 def test_generate_image_equals_hand_rolled_euler_with_three_branches():
     model = tiny_model()
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     g_ctx = prefill(model, Context.empty(), segs)
     t_ctx = prefill(model, Context.empty(), segs[:3])  # without the latest text
     i_ctx = prefill(model, Context.empty(), [segs[0], segs[3]])  # text only, no images
@@ -196,7 +192,7 @@ def test_guidance_contexts_follow_bagel_update_rules():
     from unimage.model.cache import GuidanceContexts
 
     model = tiny_model()
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     image = [segs[2], segs[1]]  # an input image: VAE block, then ViT block
     n_text = len(segs[0].token_ids) + 2
     n_img = pack([image], model.config).length

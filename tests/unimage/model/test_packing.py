@@ -12,7 +12,8 @@ from unimage.model.packing import (
     NoisyVaeImage,
     Text,
     VitImage,
-    id_prompt_token_ids,
+    image_block_length,
+    latent_grid,
     pack,
     pack_tokens,
 )
@@ -23,7 +24,7 @@ T = CFG.tokens
 IDS_A, IDS_B = (300, 301), (302,)
 
 
-def _sample(ids_a=IDS_A, ids_b=IDS_B):
+def _sample(ids_a=(), ids_b=()):
     # ViT 28x42 px -> 2x3 patches; clean VAE 16ch 4x6 latents -> 2x3 tokens; noisy 2x2 latents -> 1x1 token.
     return [
         Text([1, 2, 3]),
@@ -106,7 +107,7 @@ def test_noisy_block_is_invisible_to_every_other_token():
 
 
 def test_id_prompting_layout_mask_and_routing():
-    b = pack([_sample()], CFG_ID)
+    b = pack([_sample(IDS_A, IDS_B)], CFG_ID)
     tokens = dict(zip(b.text_indexes.tolist(), b.text_ids.tolist()))
     # vit block: vision_start, 300, 301, 6 patches, vision_end
     assert [tokens.get(i) for i in range(5, 8)] == [T.vision_start, 300, 301]
@@ -124,13 +125,25 @@ def test_id_prompting_layout_mask_and_routing():
     assert not mask[later][:, 29:31].any()
 
 
-def test_flag_off_ignores_id_tokens_exactly():
+def test_the_packer_lays_out_what_segments_carry_without_reading_the_flag():
+    """``id_prompting`` is gated where ID tokens are made (``SequenceLayout.image_id_tokens``), not here: the same
+    segments pack the same under both configs, and segments without ID tokens are BAGEL's layout exactly."""
     torch.manual_seed(1)
-    with_ids = pack([_sample()], CFG)
+    off = pack([_sample(IDS_A, IDS_B)], CFG)
     torch.manual_seed(1)
-    without = pack([_sample((), ())], CFG)
-    for name in ("position_ids", "text_ids", "text_indexes", "vit_patches", "vae_latents", "split_ids", "is_gen"):
-        assert torch.equal(getattr(with_ids, name), getattr(without, name)), name
+    on = pack([_sample(IDS_A, IDS_B)], CFG_ID)
+    torch.manual_seed(1)
+    bagel = pack([_sample()], CFG_ID)
+    names = ("position_ids", "text_ids", "text_indexes", "vit_patches", "vae_latents", "split_ids", "id_token_mask")
+    for name in names:
+        assert torch.equal(getattr(off, name), getattr(on, name)), name
+    assert on.length == bagel.length + len(IDS_A) + 2 * len(IDS_B) and not bagel.id_token_mask.any()
+
+
+def test_block_lengths_are_the_packed_lengths():
+    for ids in ((), IDS_A):
+        sample = [CleanVaeImage(torch.randn(16, 4, 6), id_token_ids=ids)]
+        assert pack([sample], CFG).length == image_block_length(CFG, latent_grid(CFG, 4, 6), ids) == 6 + 2 + len(ids)
 
 
 def test_patch_order_is_row_col_channel():
@@ -139,15 +152,6 @@ def test_patch_order_is_row_col_channel():
     # first patch, first vector entries: pixel (0,0) channels 0,1,2 then pixel (0,1)
     assert b.vit_patches[0, :4].tolist() == [px[0, 0, 0], px[1, 0, 0], px[2, 0, 0], px[0, 0, 1]]
     assert b.vit_patches[1, 0] == px[0, 0, 14]
-
-
-def test_id_prompt_token_ids_from_script_vocab():
-    from unimage.script.tokenizer import ByteTokenizer
-    from unimage.script.vocab import IdPrompt
-
-    tok = ByteTokenizer()
-    ids = id_prompt_token_ids(IdPrompt(3, (1, 2), (1,)), tok)
-    assert [tok.decode([i]) for i in ids] == ["<Frame3>", "<Character1>", "<Character2>", "<Environment1>"]
 
 
 def test_bad_input_names_sample_and_segment():

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.unimage.model._tiny import tiny_model
+from tests._helpers.model import tiny_model
 from unimage.model import attention as attention_mod
 from unimage.model.attention import AttentionLayout, packed_attention
 from unimage.model.cache import Context, prefill

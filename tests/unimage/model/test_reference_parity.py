@@ -309,7 +309,7 @@ def test_loaded_weights_are_the_official_ones(pair) -> None:
     ours = pair.model.state_dict()
     assert set(ours) == set(ref_state)
     assert all(torch.equal(ours[k], ref_state[k]) for k in ref_state)
-    assert pair.config.vit.num_hidden_layers == 2 and pair.config.timestep_shift == TIMESTEP_SHIFT
+    assert pair.config.vit.num_hidden_layers == 2 and pair.config.loss.timestep_shift == TIMESTEP_SHIFT
     flux = pair.vae.flux_state_dict()
     assert all(torch.equal(flux[k], v) for k, v in pair.ae.state_dict().items())
 

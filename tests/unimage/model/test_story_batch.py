@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.unimage.model._tiny import tiny_model
-from tests.unimage.model.test_generation import _segments
+from tests._helpers.model import context_segments, tiny_model
 from unimage.model.cache import Context, prefill, prepare_branches, run_branches
 from unimage.model.generation import CfgOptions, ImageRequest, _velocity, generate_image, generate_images
 from unimage.model.packing import NoisyVaeImage, Text, pack
@@ -16,7 +15,7 @@ SIZE = (32, 48)  # 2x3 latent tokens -> 6 latent tokens of 64 values
 
 def _story_contexts(model, n):
     """n different (c, t̄, ī) triples: story s ends with its own text of s + 1 tokens, so the stories really differ."""
-    segs = _segments()
+    segs = context_segments(model.config.layout.id_prompting)
     out = []
     for s in range(n):
         story = Text([20 + s] * (s + 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.unimage.model._tiny import tiny_model
+from tests._helpers.model import tiny_model
 from unimage.model.packing import CleanVaeImage, NoisyVaeImage, Text, VitImage, pack
 
 

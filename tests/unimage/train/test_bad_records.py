@@ -9,7 +9,7 @@ import shutil
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
 
-from tests.unimage.train.conftest import IMAGES
+from tests._helpers.data import IMAGES
 from unimage.data.datamodule import UniMAGEDataModule
 from unimage.data.packer import PackerConfig
 from unimage.train.module import UniMAGETrainModule
@@ -29,7 +29,9 @@ def test_corrupted_image_and_malformed_script_are_skipped_and_logged(tiny_set, t
     packer = PackerConfig(
         expected_num_tokens=64, max_num_tokens=1536, max_num_tokens_per_sample=1536, max_buffer_size=0
     )
-    dm = UniMAGEDataModule(interleaved=str(data / "mixed.jsonl"), packer=packer, images=IMAGES)
+    dm = UniMAGEDataModule(
+        interleaved=str(data / "mixed.jsonl"), packer=packer, images=IMAGES, binding=module.data_binding()
+    )
     logger = CSVLogger(tmp_path, name="logs", version="csv")
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -90,3 +90,28 @@ def test_plain_ddp_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="find_unused_parameters"):
         check_strategy(DDPStrategy())
     check_strategy(DDPStrategy(find_unused_parameters=True))
+
+
+def test_fit_links_the_modules_data_binding_into_the_datamodule(tiny_set):
+    """``link_arguments``: the data stream's model side is the built module's (not a YAML key of ``data``)."""
+    from unimage.data.datamodule import DataBinding
+    from unimage.train.cli import build_cli
+
+    args = ["--config", str(bundled_config("tiny-synthstory")), "--data.synthstory", str(tiny_set)]
+    cli = build_cli([*args, "--model.id_prompting", "false", "--model.seed", "5"], run=False)
+    binding = cli.datamodule.binding
+    assert isinstance(binding, DataBinding) and binding.model is cli.model.model_config
+    assert (binding.model.layout.id_prompting, binding.icl_steps, binding.del_steps, binding.seed) == (
+        False,
+        200,
+        120,
+        5,
+    )
+    assert "binding" not in cli.parser.dump(cli.config, skip_none=False)
+
+
+def test_a_datamodule_without_the_model_side_says_how_to_give_it(tiny_set):
+    from unimage.data.datamodule import UniMAGEDataModule
+
+    with pytest.raises(RuntimeError, match=r"binding=module\.data_binding\(\)"):
+        UniMAGEDataModule(synthstory=str(tiny_set)).setup("fit")

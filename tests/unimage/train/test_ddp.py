@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.unimage.train.conftest import run_fit, two_process_config
+from tests._helpers.train import run_fit, two_process_config
 
 
 @pytest.mark.slow

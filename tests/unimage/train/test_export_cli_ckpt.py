@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tests.unimage.train.conftest import data_section
+from tests._helpers.train import data_section
 from unimage.model.checkpoint import load_bagel_dir
 from unimage.train.api import fit
 from unimage.train.export import export_checkpoint, load_checkpoint_file

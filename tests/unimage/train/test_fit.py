@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from tests.unimage.train.conftest import IMAGES, PACKER
+from tests._helpers.data import IMAGES, PACKER
 from unimage.data.datamodule import UniMAGEDataModule
 from unimage.model.checkpoint import load_bagel_dir
 from unimage.train.ema import EMA
@@ -39,7 +39,7 @@ def _trainer(tmp_path, **kw):
 @pytest.mark.parametrize(("icl", "dl", "stage"), [(1, 0, "icl"), (0, 1, "del")])
 def test_fast_dev_run_each_stage(tiny_set, tmp_path, icl, dl, stage):
     module = _module(icl_steps=icl, del_steps=dl)
-    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 1
@@ -52,7 +52,7 @@ def test_fast_dev_run_each_stage(tiny_set, tmp_path, icl, dl, stage):
 
 def test_schedule_runs_icl_then_del_and_exports_ema_weights(tiny_set, tmp_path):
     module = _module(icl_steps=2, del_steps=1)
-    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
     ema = EMA(decay=0.5)
     export = BagelExport()
     before = {n: p.detach().clone() for n, p in _materialised(module).named_parameters() if p.requires_grad}
@@ -71,7 +71,7 @@ def test_schedule_runs_icl_then_del_and_exports_ema_weights(tiny_set, tmp_path):
     out = tmp_path / "checkpoints" / "export"
     assert export.exported == out
     ckpt = load_bagel_dir(out)
-    assert ckpt.config.id_prompting is True
+    assert ckpt.config.layout.id_prompting is True
     loaded = dict(ckpt.model.named_parameters())
     torch.testing.assert_close(loaded[name], shadow, rtol=0, atol=0)
     for n, p in module.model.named_parameters():
@@ -130,7 +130,7 @@ def test_init_from_a_bagel_dir_trains_and_exports_with_its_tokenizer(tiny_set, t
     module = _module(init_from=str(init), icl_steps=1, del_steps=0)
     assert module.tokenizer_dir == str(init)
     start = load_bagel_dir(init).model.state_dict()
-    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
     export = BagelExport()
     _trainer(tmp_path / "run", max_steps=1, callbacks=[export]).fit(module, datamodule=dm)
     ckpt = load_bagel_dir(export.exported, load_tokenizer=True)
@@ -141,7 +141,7 @@ def test_init_from_a_bagel_dir_trains_and_exports_with_its_tokenizer(tiny_set, t
 
 def test_gradient_accumulation_keeps_stages_aligned(tiny_set, tmp_path):
     module = _module(icl_steps=1, del_steps=1)
-    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
     trainer = _trainer(tmp_path, max_steps=2, accumulate_grad_batches=2)
     trainer.fit(module, datamodule=dm)
     rows = [json.loads(r) for r in (tmp_path / "batches.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.unimage.train.conftest import run_fit, two_process_config
+from tests._helpers.train import run_fit, two_process_config
 
 FSDP = {"class_path": "unimage.train.strategy.UniMAGEFSDPStrategy", "init_args": {"sharding_strategy": "FULL_SHARD"}}
 

@@ -13,7 +13,7 @@ import itertools
 import pytest
 import torch
 
-from tests.unimage.train.conftest import IMAGES, PACKER
+from tests._helpers.data import IMAGES, PACKER
 from unimage.data.datamodule import TrainDataConfig, UniMAGEDataModule
 from unimage.train.module import UniMAGETrainModule, und_parameter_names
 

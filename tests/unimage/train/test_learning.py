@@ -73,7 +73,7 @@ def test_both_losses_fall_in_both_stages(tmp_path):
     fixed = {"icl": first, "del": second}
     before = _measure(module, fixed)
     probe = _Probe(fixed)
-    dm = UniMAGEDataModule(synthstory=str(synth), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(synth), packer=PACKER, images=IMAGES, binding=module.data_binding())
     trainer = pl.Trainer(
         accelerator="cpu",
         default_root_dir=str(tmp_path),

@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from tests.unimage.train.conftest import IMAGES, PACKER
+from tests._helpers.data import IMAGES, PACKER
 from unimage.data.datamodule import UniMAGEDataModule
 from unimage.model import attention as attention_mod
 
@@ -26,7 +26,7 @@ def _fit(tiny_set, tmp_path, precision, monkeypatch):
     monkeypatch.setattr("unimage.model.mot.packed_attention", rec)
     torch.manual_seed(0)
     module = UniMAGETrainModule(size="tiny", icl_steps=1, del_steps=0, lr=1e-3, attention_backend="sdpa")
-    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,

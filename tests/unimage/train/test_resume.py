@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from tests.unimage.train.conftest import IMAGES, PACKER, data_section
+from tests._helpers.data import IMAGES, PACKER
+from tests._helpers.train import data_section
 from unimage.data.datamodule import TrainDataConfig, UniMAGEDataModule
 from unimage.model.config import get_config
 

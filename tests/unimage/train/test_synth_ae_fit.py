@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from tests.unimage.train.conftest import IMAGES, PACKER
+from tests._helpers.data import IMAGES, PACKER
 from unimage.data.datamodule import UniMAGEDataModule
 from unimage.model.checkpoint import SYNTH_AE_FILE, load_bagel_dir
 from unimage.model.synth_ae import SynthAE, fit_synth_ae
@@ -23,7 +23,9 @@ def _fit(root, steps: int = 1):
     from unimage.train.module import UniMAGETrainModule
 
     module = UniMAGETrainModule(size="tiny-synth", icl_steps=steps, del_steps=0, lr=1e-3, attention_backend="sdpa")
-    dm = UniMAGEDataModule(synthstory=str(root.parent / "synth"), packer=PACKER, images=IMAGES)
+    dm = UniMAGEDataModule(
+        synthstory=str(root.parent / "synth"), packer=PACKER, images=IMAGES, binding=module.data_binding()
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
