@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 
-from cliargs import add_dataclass_arguments, field_docs, given_values
+from cliargs import add_dataclass_arguments, add_function_arguments, field_docs, given_values
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,10 @@ def test_types_choices_and_only_given_values():
 
 def test_only_skip_and_options():
     parser = _parser(only=["mode", "steps"], options={"mode": {"choices": ("a", "b", "c")}})
-    assert [a.dest for a in parser._actions[1:]] == ["mode", "steps"]
+    assert [a.option_strings[0] for a in parser._actions[1:]] == ["--mode", "--steps"]
     assert given_values(parser.parse_args(["--mode", "c"]), Knobs) == {"mode": "c"}
-    assert "root" not in {a.dest for a in _parser(skip=["root"])._actions}
+    flags = {f for a in _parser(skip=["root"])._actions for f in a.option_strings}
+    assert "--root" not in flags and "--steps" in flags
 
 
 def test_bad_declarations_fail_with_the_name():
@@ -114,7 +115,7 @@ def test_bad_declarations_fail_with_the_name():
         a: int = 1
         b: int = 2
 
-    with pytest.raises(ValueError, match=r"Undocumented: no line .* \['b'\]"):
+    with pytest.raises(ValueError, match=r"Undocumented: no docstring entry for \['b'\]"):
         _parser(Undocumented)
 
     @dataclass
@@ -131,3 +132,31 @@ def test_bad_declarations_fail_with_the_name():
         _parser(Mapping)
     with pytest.raises(ValueError, match=r"Knobs has no field\(s\) \['stepz'\]"):
         _parser(aliases={"stepz": ["--s"]})
+
+
+def render(root: str | Path, name: str, count: int = 2, *, tags: list[str] | None = None, tiles=None) -> None:
+    """Render something.
+
+    Args:
+        root: Where the inputs are.
+        name: What to call it.
+        count: How many.
+        tags: Extra tags.
+        tiles: Unannotated.
+    """
+
+
+def test_function_parameters_become_options():
+    parser = argparse.ArgumentParser()
+    assert add_function_arguments(parser, render, only=["root", "name", "count"]) == ("root", "name", "count")
+    assert _action(parser, "--count").help == "How many. (default: 2)"
+    assert _action(parser, "--root").required and _action(parser, "--root").type is Path  # str | Path -> Path
+    args = parser.parse_args(["--root", "r", "--name", "n"])
+    assert given_values(args, render) == {"root": Path("r"), "name": "n"}  # count: the signature's default
+    tags = argparse.ArgumentParser()
+    add_function_arguments(tags, render, only=["tags"])
+    assert given_values(tags.parse_args(["--tags", "a", "--tags", "b"]), render) == {"tags": ["a", "b"]}
+    with pytest.raises(TypeError, match=r"render\.tiles: no command-line form for typing.Any"):
+        add_function_arguments(argparse.ArgumentParser(), render, only=["tiles"])
+    with pytest.raises(ValueError, match=r"render has no field\(s\) \['colour'\]"):
+        add_function_arguments(argparse.ArgumentParser(), render, only=["colour"])

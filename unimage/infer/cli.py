@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from cliargs import add_dataclass_arguments, given_values
+from cliargs import add_dataclass_arguments, add_function_arguments, given_values
 from unimage.data.atomic import atomic_write_bytes, atomic_write_text
 from unimage.infer.config import SamplingConfig
 
@@ -250,24 +250,30 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+_VISTORY_PARAMS = (
+    "dataset",
+    "method",
+    "mode",
+    "split",
+    "lang",
+    "outputs",
+    "timestamp",
+    "stories",
+    "batch_stories",
+    "scripts",
+)
+
+
 def configure_vistory(parser: argparse.ArgumentParser) -> None:
-    """``unimage generate-vistory --dataset ROOT --ckpt DIR --method NAME --mode ARM ...``."""
-    parser.add_argument("--dataset", type=Path, required=True, help="ViStoryBench root (<root>/<NN>/story.json)")
-    parser.add_argument("--method", required=True, help="<method> folder of the output layout")
-    parser.add_argument("--mode", required=True, help="<mode> folder (e.g. the ablation arm)")
-    parser.add_argument("--split", choices=("full", "lite"), default="full")
-    parser.add_argument("--lang", choices=("en", "ch"), default="en")
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root (default ./outputs)")
-    parser.add_argument("--timestamp", default=None, help="write into this run folder (default: resume or new)")
-    parser.add_argument("--stories", nargs="+", default=None, help="only these story ids")
-    parser.add_argument(
-        "--batch-stories",
-        dest="batch_stories",
-        type=int,
-        default=None,
-        metavar="N",
-        help="render N stories in lockstep, one batched forward per denoising step (default: 4 on CUDA, 1 on CPU)",
-    )
+    """``unimage generate-vistory --dataset ROOT --ckpt DIR --method NAME --mode ARM ...``.
+
+    The layout options are ``generate_vistory``'s parameters (help from its docstring, defaults from its signature).
+    """
+    from unimage.infer.vistory import generate_vistory
+
+    g = parser.add_argument_group("stories and output layout (generate_vistory)")
+    options: dict[str, dict[str, Any]] = {"lang": {"choices": ("en", "ch")}, "batch_stories": {"metavar": "N"}}
+    add_function_arguments(g, generate_vistory, only=_VISTORY_PARAMS, options=options)
     _add_model_args(parser)
     _add_sampling_args(parser, text=False)
     parser.set_defaults(func=_guard(_run_vistory))
@@ -276,19 +282,7 @@ def configure_vistory(parser: argparse.ArgumentParser) -> None:
 def _run_vistory(args: argparse.Namespace) -> int:
     from unimage.infer.vistory import generate_vistory
 
-    report = generate_vistory(
-        args.dataset,
-        _director(args),
-        args.method,
-        args.mode,
-        split=args.split,
-        lang=args.lang,
-        outputs=args.outputs,
-        timestamp=args.timestamp,
-        stories=args.stories,
-        progress=args.progress,
-        batch_stories=args.batch_stories,
-    )
+    report = generate_vistory(ckpt=_director(args), progress=args.progress, **given_values(args, generate_vistory))
     print(
         f"{report.run_dir}: {len(report.generated)} generated, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed, {report.keyframes} keyframes in {report.seconds:.1f} s",

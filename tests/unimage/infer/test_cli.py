@@ -147,3 +147,33 @@ def test_old_flag_spellings_still_set_the_same_fields():
         assert sampling_config(parser.parse_args(base)) == SamplingConfig()  # nothing given: BAGEL's defaults
         for flags, name, value in table:
             assert getattr(sampling_config(parser.parse_args([*base, *flags])), name) == value, flags
+
+
+def test_generate_vistory_options_are_its_parameters(capsys, monkeypatch):
+    """generate-vistory's layout options are generate_vistory's parameters: help from its Args, its defaults."""
+    import argparse
+    import inspect
+    from pathlib import Path
+
+    from cliargs import field_docs, given_values
+    from unimage.infer.cli import configure_vistory
+    from unimage.infer.vistory import generate_vistory
+
+    text = _help(capsys, monkeypatch, ["generate-vistory"])
+    docs, defaults = field_docs(generate_vistory), inspect.signature(generate_vistory).parameters
+    assert f"--split {{full,lite}} {docs['split']} (default: {defaults['split'].default})" in text
+    assert f"--batch-stories N {docs['batch_stories']}" in text and docs["scripts"] in text
+    parser = argparse.ArgumentParser()
+    configure_vistory(parser)
+    base = ["--dataset", "d", "--ckpt", "c", "--method", "m", "--mode", "a"]
+    assert given_values(parser.parse_args(base), generate_vistory) == {"dataset": Path("d"), "method": "m", "mode": "a"}
+    args = parser.parse_args([*base, "--stories", "01", "02", "--batch-stories", "2", "--lang", "ch", "--outputs", "o"])
+    assert given_values(args, generate_vistory) == {
+        "dataset": Path("d"),
+        "method": "m",
+        "mode": "a",
+        "lang": "ch",
+        "outputs": Path("o"),
+        "stories": ["01", "02"],
+        "batch_stories": 2,
+    }
