@@ -179,7 +179,7 @@ def prefill(model: UniMAGE, context: Context, segments: Sequence[Segment]) -> Co
         model: The model.
         context: The context to extend (left unchanged).
         segments: ``Text`` (its ``loss`` flag is ignored), ``VitImage`` and ``CleanVaeImage`` segments, in order.
-            Under ``config.id_prompting`` image segments carry their ID tokens exactly as in training.
+            With ID prompting (``config.layout``) image segments carry their ID tokens exactly as in training.
 
     Returns:
         The extended context: ``length`` grows by the block's tokens; ``next_position`` advances by the text length

@@ -263,7 +263,7 @@ class ImageRequest:
         context: Full context c.
         cfg_text_context: Context t̄ (required when the text scale is > 1).
         cfg_img_context: Context ī (required when both scales are > 1).
-        id_token_ids: ID tokens of the frame (used only under ``config.id_prompting``).
+        id_token_ids: ID tokens of the frame (``config.layout.image_id_tokens``: empty without ID prompting).
         generator: RNG of the initial noise (drawn exactly as ``generate_image`` draws it).
     """
 
@@ -311,7 +311,8 @@ def generate_image(
         cfg: Guidance settings (None = no guidance).
         cfg_text_context: Context t̄ (required when ``cfg.text_scale > 1``).
         cfg_img_context: Context ī (required when ``cfg.img_scale > 1``).
-        id_token_ids: ID tokens of the frame being generated (used only under ``config.id_prompting``).
+        id_token_ids: ID tokens of the frame being generated (``config.layout.image_id_tokens``; empty without ID
+            prompting).
         num_timesteps: N (N−1 model steps, each with up to three forward passes).
         timestep_shift: s of the sampling schedule (3.0 in BAGEL's apps).
         generator: RNG of the initial noise.
