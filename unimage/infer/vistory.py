@@ -44,7 +44,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from formats.vistory import (
     LITE_IDS,
@@ -60,6 +60,9 @@ from formats.vistory import (
 from fsio import atomic_write_text
 from unimage.infer.config import SamplingConfig
 from unimage.script import Description, Entity, Script, Shot, parse, serialize, to_dict
+
+if TYPE_CHECKING:
+    from unimage.infer.director import Director
 
 __all__ = [
     "VistoryReport",
@@ -342,8 +345,36 @@ def generate_vistory(
     """
     from tqdm.auto import tqdm
 
-    from unimage.infer.director import Director
+    _check_arguments(method, mode, lang, batch_stories)
+    start = time.perf_counter()
+    root = dataset_root(dataset)
+    ids = _selected_ids(root, split, stories)
+    director = _load_director(ckpt, config, device)
+    record = _run_record(director, root, split, lang, method, mode, scripts)
+    parent = Path(outputs) / method / mode / lang
+    writer = OutputWriter(Path(outputs), method, mode, lang, _pick_run(parent, record, timestamp))
+    run = _Run(director, writer, record, progress)
+    run.save_record()
+    if batch_stories is None:
+        batch_stories = 4 if director.device.type == "cuda" else 1
+    pending = run.pending(root, ids, lang, scripts)
+    run.save_record()
+    groups = [pending[i : i + batch_stories] for i in range(0, len(pending), batch_stories)]
+    for group in tqdm(
+        groups, desc=f"{method}/{mode}", unit="group" if batch_stories > 1 else "story", disable=not progress
+    ):
+        if len(group) == 1:
+            run.render_alone(*group[0])
+        else:
+            run.render_group(group)
+    report = run.report
+    report.generated.sort(key=ids.index)  # stories of a group finish by shot count, not in id order
+    report.seconds = time.perf_counter() - start
+    return report
 
+
+def _check_arguments(method: str, mode: str, lang: str, batch_stories: int | None) -> None:
+    """Reject arguments that would write outside the layout or cannot run, before anything is loaded."""
     if batch_stories is not None and batch_stories < 1:
         raise ValueError(f"batch_stories must be >= 1, got {batch_stories}")
     if lang not in ("en", "ch"):
@@ -351,19 +382,33 @@ def generate_vistory(
     for name, value in (("method", method), ("mode", mode)):
         if not value or "/" in value or value in (".", "..") or value.strip() != value:
             raise ValueError(f"{name} must be a plain folder name, got {value!r}")
-    start = time.perf_counter()
-    root = dataset_root(dataset)
+
+
+def _selected_ids(root: Path, split: Split, stories: Sequence[str] | None) -> list[str]:
+    """The split's story ids, kept to ``stories`` when given (each must be in the split)."""
     ids = story_ids(root, split)
     if stories is not None:
         unknown = sorted(set(stories) - set(ids))
         if unknown:
             raise ValueError(f"stories {unknown} are not in the {split} split of {root}")
         ids = [i for i in ids if i in set(stories)]
+    return ids
+
+
+def _load_director(ckpt: Any, config: SamplingConfig | None, device: str | None) -> Director:
+    """``ckpt`` as a Director (a given Director with ``config`` swapped in, else loaded from its folder)."""
+    from unimage.infer.director import Director
+
     if isinstance(ckpt, Director):
-        director = ckpt if config is None else Director(ckpt.model, ckpt.vae, ckpt.tokenizer, config, ckpt.source)
-    else:
-        director = Director.from_pretrained(ckpt, config=config, device=device)
-    record: dict[str, Any] = {
+        return ckpt if config is None else Director(ckpt.model, ckpt.vae, ckpt.tokenizer, config, ckpt.source)
+    return Director.from_pretrained(ckpt, config=config, device=device)
+
+
+def _run_record(
+    director: Director, root: Path, split: Split, lang: str, method: str, mode: str, scripts: str | Path | None
+) -> dict[str, Any]:
+    """What produced the run (``generation.json`` without the per-story status); equal settings resume a run."""
+    return {
         "generator": "unimage.infer.vistory",
         "settings": {
             "checkpoint": _fingerprint(director.source),
@@ -378,101 +423,101 @@ def generate_vistory(
             "scripts": str(Path(scripts).resolve()) if scripts is not None else None,
         },
     }
-    parent = Path(outputs) / method / mode / lang
-    writer = OutputWriter(Path(outputs), method, mode, lang, _pick_run(parent, record, timestamp))
-    run = writer.run_dir
-    status: dict[str, str] = {}
-    if (run / RUN_FILE).is_file():
-        status = json.loads((run / RUN_FILE).read_text(encoding="utf-8")).get("stories", {})
-    report = VistoryReport(run_dir=run)
 
-    def save_record() -> None:
-        atomic_write_text(run / RUN_FILE, json.dumps(record | {"stories": status}, indent=2, sort_keys=True) + "\n")
 
-    save_record()
-    if batch_stories is None:
-        batch_stories = 4 if director.device.type == "cuda" else 1
+class _Run:
+    """One ``generate_vistory`` call's writing: the run folder's writer, its ``generation.json`` record and per-story
+    status, and the report. A failed story is recorded and the others go on (module docstring)."""
 
-    def fail(sid: str, err: Exception) -> None:
+    def __init__(self, director: Director, writer: OutputWriter, record: dict[str, Any], progress: bool) -> None:
+        self.director, self.writer, self.record, self.progress = director, writer, record, progress
+        run_file = writer.run_dir / RUN_FILE
+        self.status: dict[str, str] = {}
+        if run_file.is_file():
+            self.status = json.loads(run_file.read_text(encoding="utf-8")).get("stories", {})
+        self.report = VistoryReport(run_dir=writer.run_dir)
+
+    def save_record(self) -> None:
+        text = json.dumps(self.record | {"stories": self.status}, indent=2, sort_keys=True) + "\n"
+        atomic_write_text(self.writer.run_dir / RUN_FILE, text)
+
+    def fail(self, sid: str, err: Exception) -> None:
+        from tqdm.auto import tqdm
+
         message = f"{type(err).__name__}: {err}"
-        report.failed[sid] = message
-        status[sid] = "failed: " + message
-        if progress:
+        self.report.failed[sid] = message
+        self.status[sid] = "failed: " + message
+        if self.progress:
             tqdm.write(f"story {sid} failed: {message}\n{traceback.format_exc(limit=3)}")
 
-    def finish(sid: str, script: Script, indices: list[int]) -> None:
+    def finish(self, sid: str, script: Script, indices: list[int]) -> None:
         text = serialize(script)
         parsed = parse(text)
         payload = to_dict(parsed.script, parsed.problems) | {"shot_files": [shot_name(i) for i in indices]}
-        writer.write_script(sid, text, payload)
-        report.generated.append(sid)
-        status[sid] = "done"
-        save_record()
+        self.writer.write_script(sid, text, payload)
+        self.report.generated.append(sid)
+        self.status[sid] = "done"
+        self.save_record()
 
-    def write_shot(sid: str, index: int, image: Any) -> None:
-        writer.write_shot(sid, index, image)
-        report.keyframes += 1
+    def write_shot(self, sid: str, index: int, image: Any) -> None:
+        self.writer.write_shot(sid, index, image)
+        self.report.keyframes += 1
 
-    def render_alone(sid: str, script: Script, indices: list[int]) -> None:
+    def pending(
+        self, root: Path, ids: list[str], lang: str, scripts: str | Path | None
+    ) -> list[tuple[str, Script, list[int]]]:
+        """The stories still to render, with their scripts and shot indices; finished ones are marked skipped."""
+        pending: list[tuple[str, Script, list[int]]] = []
+        for sid in ids:
+            try:
+                script, indices = story_to_script(
+                    load_story_json(root / sid / STORY_FILE), lang, f"{root / sid}/{STORY_FILE}"
+                )
+                given = Path(scripts) / f"{sid}.txt" if scripts is not None else None
+                if given is not None and given.is_file():
+                    script = _given_script(given, len(indices))
+            except Exception as err:
+                self.fail(sid, err)
+                continue
+            if self.writer.story_done(sid, indices):
+                self.report.skipped.append(sid)
+                self.status[sid] = "done"
+            else:
+                pending.append((sid, script, indices))
+        return pending
+
+    def render_alone(self, sid: str, script: Script, indices: list[int]) -> None:
         try:
-            seeded = director.with_config(seed=story_seed(director.config.seed, sid))
-            for index, image in zip(indices, seeded.render_iter(script, progress=progress)):
-                write_shot(sid, index, image)
-            finish(sid, script, indices)
+            seeded = self.director.with_config(seed=story_seed(self.director.config.seed, sid))
+            for index, image in zip(indices, seeded.render_iter(script, progress=self.progress)):
+                self.write_shot(sid, index, image)
+            self.finish(sid, script, indices)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # a failed story is reported and the rest continue
-            fail(sid, err)
-            save_record()
+            self.fail(sid, err)
+            self.save_record()
 
-    def render_group(group: list[tuple[str, Script, list[int]]]) -> None:
+    def render_group(self, group: list[tuple[str, Script, list[int]]]) -> None:
+        from tqdm.auto import tqdm
+
         done = [0] * len(group)
         try:
-            seeds = [story_seed(director.config.seed, sid) for sid, _, _ in group]
-            for i, image in director.render_lockstep([script for _, script, _ in group], seeds):
+            seeds = [story_seed(self.director.config.seed, sid) for sid, _, _ in group]
+            for i, image in self.director.render_lockstep([script for _, script, _ in group], seeds):
                 sid, script, indices = group[i]
-                write_shot(sid, indices[done[i]], image)
+                self.write_shot(sid, indices[done[i]], image)
                 done[i] += 1
                 if done[i] == len(indices):
-                    finish(sid, script, indices)
+                    self.finish(sid, script, indices)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # isolate the failure: the unfinished stories of the group go one by one
-            if progress:
+            if self.progress:
                 tqdm.write(f"batched stories failed ({type(err).__name__}: {err}); rendering them one by one")
             for (sid, script, indices), n in zip(group, done):
                 if n < len(indices):
-                    render_alone(sid, script, indices)
-
-    pending: list[tuple[str, Script, list[int]]] = []
-    for sid in ids:
-        try:
-            script, indices = story_to_script(
-                load_story_json(root / sid / STORY_FILE), lang, f"{root / sid}/{STORY_FILE}"
-            )
-            given = Path(scripts) / f"{sid}.txt" if scripts is not None else None
-            if given is not None and given.is_file():
-                script = _given_script(given, len(indices))
-        except Exception as err:
-            fail(sid, err)
-            continue
-        if writer.story_done(sid, indices):
-            report.skipped.append(sid)
-            status[sid] = "done"
-        else:
-            pending.append((sid, script, indices))
-    save_record()
-    groups = [pending[i : i + batch_stories] for i in range(0, len(pending), batch_stories)]
-    for group in tqdm(
-        groups, desc=f"{method}/{mode}", unit="group" if batch_stories > 1 else "story", disable=not progress
-    ):
-        if len(group) == 1:
-            render_alone(*group[0])
-        else:
-            render_group(group)
-    report.generated.sort(key=ids.index)  # stories of a group finish by shot count, not in id order
-    report.seconds = time.perf_counter() - start
-    return report
+                    self.render_alone(sid, script, indices)
 
 
 def _given_script(path: Path, n_shots: int) -> Script:
