@@ -24,6 +24,7 @@ from typing import Any
 from ablations.config import ArmSpec, SweepSpec, config_hash
 from ablations.longform import LongRow, bench_rows, oracle_rows, story_dirs
 from ablations.status import atomic_write_json, atomic_write_text
+from formats.vistory import OutputWriter
 
 CLEAN = "clean"
 _RUN = ("base", "en", "20000101_000000")  # <mode>/<lang>/<timestamp> of every control output folder
@@ -45,7 +46,6 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
     """
     from bench.backbones import load_backbones
     from bench.evaluate import EvalConfig, evaluate
-    from unimage.data.atomic import atomic_write_bytes
     from unimage.data.synthcontrols import CORRUPTIONS, EXPECTED, corrupt_story
     from unimage.data.synthspec import SynthStoryConfig
     from unimage.data.synthstory import GT_OUTPUT_RUN, encode_image, story_specs
@@ -101,12 +101,11 @@ def run_controls(sweep: SweepSpec, root: Path, reference: ArmSpec, data: Path, p
     long_rows: list[tuple[str, LongRow, float | None]] = []
     for corruption in sweep.controls:
         outputs = out / "outputs"
+        writer = OutputWriter(outputs, corruption, *_RUN)
         for story in specs:
-            sdir = outputs.joinpath(corruption, *_RUN, story.story_id, "shots")
             for index, image in corrupt_story(story, corruption).items():
-                path = sdir / f"shot_{index:02d}.png"
-                if not path.is_file():
-                    atomic_write_bytes(path, encode_image(image))
+                if not writer.shot_path(story.story_id, index).is_file():
+                    writer.write_shot(story.story_id, index, encode_image(image))
         bad = score(corruption, outputs, corruption, _RUN[0])
         for unit, row in sorted(clean.items()):
             other = bad.get(unit)

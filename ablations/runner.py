@@ -40,7 +40,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from ablations.config import ArmSpec, SweepSpec, resolved_yaml
@@ -48,6 +47,7 @@ from ablations.lock import ArmLock, ArmLocked
 from ablations.provenance import provenance
 from ablations.stages import DEFAULT_STAGES, ArmPaths, StageContext, StageFn, missing_paths
 from ablations.status import ArmStatus, Pending, atomic_write_json, atomic_write_text
+from formats.vistory import new_timestamp
 
 #: Stages whose folder is moved to ``superseded/`` when their config changed (their own resume would otherwise
 #: continue from outputs made under the old config: Lightning from ``last.ckpt``, generation from finished stories).
@@ -397,7 +397,7 @@ def _supersede(
 ) -> None:
     """Move the folders of ``stage`` and every stage after it to ``superseded/`` and forget them in status.json."""
     later = list(stages[stages.index(stage) :])
-    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    stamp = new_timestamp()
     for s in later:
         # evaluate keeps its folder: the evaluator re-scores every (story, metric) unit whose settings or images
         # changed and reuses the rest, so a relabelled row costs nothing and a stale unit is never trusted.

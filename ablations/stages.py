@@ -23,64 +23,13 @@ import yaml
 
 from ablations.config import ArmSpec, SweepSpec, deep_merge
 from ablations.status import atomic_write_json, atomic_write_text
+from formats.rundir import ArmPaths
 
 TRAIN_INPUT = "train_input.yaml"
 
 
 class StageError(RuntimeError):
     """A stage could not finish (the message says which arm, which stage and why)."""
-
-
-@dataclass(frozen=True)
-class ArmPaths:
-    """The run directory of one arm (DESIGN.md §3.4)."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        """``config.yaml``: the resolved, replayable config."""
-        return self.root / "config.yaml"
-
-    @property
-    def provenance(self) -> Path:
-        """``provenance.json``."""
-        return self.root / "provenance.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        """``checkpoints/``: the training run directory of ``unimage fit`` (its resolved ``config.yaml``,
-        ``checkpoints/`` with ``last.ckpt`` and ``export/``, ``logs/csv/metrics.csv``, ``train_status.json``)."""
-        return self.root / "checkpoints"
-
-    @property
-    def export(self) -> Path:
-        """The exported BAGEL-layout checkpoint (training's own layout: ``<its run_dir>/checkpoints/export``)."""
-        return self.checkpoints / "checkpoints" / "export"
-
-    @property
-    def train_log(self) -> Path:
-        """Lightning CSVLogger file of the training run."""
-        return self.checkpoints / "logs" / "csv" / "metrics.csv"
-
-    @property
-    def outputs(self) -> Path:
-        """``outputs/``: ViStoryBench output layout."""
-        return self.root / "outputs"
-
-    @property
-    def metrics(self) -> Path:
-        """``metrics/``: the evaluator's out dir (``results_row.json``, per-story JSON)."""
-        return self.root / "metrics"
-
-    @property
-    def launch(self) -> Path:
-        """``launch/``: emitted commands and sbatch scripts."""
-        return self.root / "launch"
-
-    def stage_dir(self, stage: str) -> Path | None:
-        """The folder a stage owns inside the arm (moved aside when the stage's config changes); data has none."""
-        return {"train": self.checkpoints, "generate": self.outputs, "evaluate": self.metrics}.get(stage)
 
 
 @dataclass

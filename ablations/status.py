@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import fsio
+from formats.rundir import STATUS_FILE
 
-STATUS_FILE = "status.json"
 StageState = Literal["running", "done"]
 Pending = Literal["done", "new", "changed", "interrupted", "interrupted-changed"]
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import streamlit as st
 
-from formats.results import RESULT_COLUMNS
+from formats.results import RESULT_COLUMNS, RESULTS_ROW_FILE
+from formats.rundir import ARM_MARKERS, PROVENANCE_FILE, STATUS_FILE
 from formats.vistory import TIMESTAMP_RE
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
-ARM_MARKERS = ("config.yaml", "provenance.json", "status.json")
 LANGS = ("en", "ch", "zh")
 SKIP_DIRS = {"checkpoints", "__pycache__", "node_modules", "metrics"}
 MAX_DEPTH = 12
@@ -296,9 +296,9 @@ def to_columns(flat: dict[str, float]) -> dict[str, float]:
 
 def provenance(arm_dir: str) -> dict[str, Any]:
     """``provenance.json`` of an arm (else the evaluator's ``metrics/provenance.json``; {} when neither exists)."""
-    p = Path(arm_dir) / "provenance.json"
+    p = Path(arm_dir) / PROVENANCE_FILE
     if not p.is_file():
-        p = Path(arm_dir) / "metrics" / "provenance.json"  # the evaluator's record, for arms that only evaluate
+        p = Path(arm_dir) / "metrics" / PROVENANCE_FILE  # the evaluator's record, for arms that only evaluate
     data = read_json(p) if p.is_file() else {}
     if not isinstance(data, dict):
         raise RunReadError(f"{p}: expected a JSON object")
@@ -307,7 +307,7 @@ def provenance(arm_dir: str) -> dict[str, Any]:
 
 def status(arm_dir: str) -> dict[str, Any]:
     """``status.json`` of an arm ({} when absent)."""
-    p = Path(arm_dir) / "status.json"
+    p = Path(arm_dir) / STATUS_FILE
     data = read_json(p) if p.is_file() else {}
     return data if isinstance(data, dict) else {}
 
@@ -361,7 +361,7 @@ def summary_rows(arm_dir: str) -> list[dict[str, Any]]:
     """
     m = Path(arm_dir) / "metrics"
     info = describe(provenance(arm_dir))
-    row_path = m / "results_row.json"
+    row_path = m / RESULTS_ROW_FILE
     if row_path.is_file():
         data = read_json(row_path)
         if not isinstance(data, dict):

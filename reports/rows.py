@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROW_FILE = "results_row.json"
+from formats.results import RESULTS_ROW_FILE
+from formats.rundir import CONFIG_FILE, PROVENANCE_FILE, STATUS_FILE
+
+ROW_FILE = RESULTS_ROW_FILE
 
 
 @dataclass
@@ -103,12 +106,12 @@ def read_row(row_file: Path) -> MeasuredRow:
     sweep = arm = None
     provenance: dict[str, Any] = {}
     arm_dir = folder.parent
-    if folder.name == "metrics" and ((arm_dir / "status.json").is_file() or (arm_dir / "config.yaml").is_file()):
+    if folder.name == "metrics" and ((arm_dir / STATUS_FILE).is_file() or (arm_dir / CONFIG_FILE).is_file()):
         arm, sweep = arm_dir.name, arm_dir.parent.name
-        if (arm_dir / "provenance.json").is_file():
-            provenance = _read_json(arm_dir / "provenance.json")
-    if not provenance and (folder / "provenance.json").is_file():
-        provenance = _read_json(folder / "provenance.json")
+        if (arm_dir / PROVENANCE_FILE).is_file():
+            provenance = _read_json(arm_dir / PROVENANCE_FILE)
+    if not provenance and (folder / PROVENANCE_FILE).is_file():
+        provenance = _read_json(folder / PROVENANCE_FILE)
     label = f"{sweep}/{arm}" if sweep and arm else str(values.get("method") or folder.name)
     return MeasuredRow(label=label, values=values, path=folder, sweep=sweep, arm=arm, provenance=provenance)
 

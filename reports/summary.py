@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import fsio
+from formats.rundir import ARM_MARKERS, STATUS_FILE
 from reports.rows import MeasuredRow
 from reports.table1 import Table1, to_markdown
 
@@ -22,7 +23,7 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def _status(arm_dir: Path) -> dict[str, Any]:
-    path = arm_dir / "status.json"
+    path = arm_dir / STATUS_FILE
     if not path.is_file():
         return {}
     try:
@@ -84,7 +85,7 @@ def summary_markdown(
         stages = _status(arm_dir)
         stage_text = ", ".join(f"{s} {r.get('seconds', '?')} s" for s, r in stages.items() if r.get("state") == "done")
         links = []
-        for name in ("config.yaml", "provenance.json", "status.json"):
+        for name in ARM_MARKERS:
             if (arm_dir / name).is_file():
                 links.append(f"[{name}]({_rel(arm_dir / name, out)})")
         links.append(f"[results_row.json]({_rel(m.path / 'results_row.json', out)})")

@@ -232,13 +232,21 @@ def test_comparisons_expansion():
     assert stats.comparisons_from_gsb(["G", "S", "B"], 0, 1) == [(0, 1, 1.0), (0, 1, 0.5), (0, 1, 0.0)]
 
 
-def test_stats_module_does_not_import_torch():
+def test_study_imports_neither_torch_nor_streamlit():
+    """The study package is what reports and the app share: it must not pull in the app (Streamlit) or torch."""
     import subprocess
     import sys
 
-    code = "import sys, study.stats, study; print('torch' in sys.modules)"
+    code = (
+        "import sys, study, study.stats, study.report, study.export, study.quality; "
+        "print(sorted(m for m in ('torch', 'streamlit', 'dashboard') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+    # positive control: the same check sees Streamlit when the app's modules are imported
+    code = code.replace("import sys, study,", "import sys, dashboard.runs, study,")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['dashboard', 'streamlit']"
 
 
 # ----------------------------------------------------------------------------------------------- properties

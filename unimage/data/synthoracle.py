@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from formats.vistory import shot_name
 from unimage.data.synthdraw import HEADWEAR_H, NECK
 from unimage.data.synthspec import HORIZON
 from unimage.data.synthvocab import ACCESSORY_COLORS, BODY_COLORS, EYE_COLOR, HEAD_COLORS, HEADWEAR, LANDMARKS, SKIES
@@ -191,5 +192,5 @@ def score_story_dir(gt_path: str | Path, shots_dir: str | Path) -> StoryScore:
     """Score ``<shots_dir>/shot_NN.png`` against the ground-truth file ``gt_path``."""
     gt = json.loads(Path(gt_path).read_text(encoding="utf-8"))
     size = (int(gt["image_size"][0]), int(gt["image_size"][1]))
-    images = {int(s["index"]): _load(Path(shots_dir) / f"shot_{int(s['index']):02d}.png", size) for s in gt["shots"]}
+    images = {int(s["index"]): _load(Path(shots_dir) / shot_name(int(s["index"])), size) for s in gt["shots"]}
     return score_story(gt, images)

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from formats.vistory import SHOTS_FOLDER, shot_name
 from unimage.data.synthstory import GT_OUTPUT_RUN
 from unimage.script import Script, parse
 
@@ -81,7 +82,7 @@ def load_heldout(
         frames: list[Image.Image] = []
         if with_images:
             for shot in truth["shots"]:
-                img_path = shots_root / sid / "shots" / f"shot_{int(shot['index']):02d}.png"
+                img_path = shots_root / sid / SHOTS_FOLDER / shot_name(int(shot["index"]))
                 if not img_path.is_file():
                     raise FileNotFoundError(f"{img_path}: keyframe of held-out story {sid} is missing")
                 with Image.open(img_path) as img:
