@@ -1,7 +1,9 @@
 """``unimage sweep FILE [--arms a,b] [--stages ...] [--dry-run] [--launcher local|torchrun|slurm] [--runs DIR]``.
 
-A thin layer: parse, load the sweep (:func:`ablations.config.load_sweep`), plan (:func:`ablations.runner.plan_sweep`),
-then run in-process or hand the per-arm commands to a launcher (:mod:`ablations.launchers`).
+A thin layer: parse, load the sweep (:func:`ablations.config.load_sweep`, which checks every key and type of every
+arm, ``train.*`` against the ``unimage fit`` parser, so ``--dry-run`` refuses a typo before anything runs), plan
+(:func:`ablations.runner.plan_sweep`), then run in-process or hand the per-arm commands to a launcher
+(:mod:`ablations.launchers`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ablations.config import STAGES, SweepError
+from ablations.schema_check import closest
 
 
 def _csv(value: str) -> list[str]:
@@ -67,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         if args.stages:
             bad = [s for s in args.stages if s not in STAGES]
             if bad:
-                raise SweepError(f"--stages: unknown stage(s) {bad}; choose from {list(STAGES)}")
+                near = closest(bad[0], STAGES)
+                hint = f" (did you mean {near!r}?)" if near else ""
+                raise SweepError(f"--stages: unknown stage(s) {bad}{hint}; choose from {list(STAGES)}")
         plans = plan_sweep(sweep, args.arms, args.stages, args.runs)
         commands = {p.arm.name: arm_commands(sweep, p, args.launcher, args.runs) for p in plans}
     except (SweepError, FileNotFoundError, ValueError) as e:
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     root = sweep_dir(sweep, args.runs)
     if args.dry_run:
         print(f"sweep {sweep.name} ({sweep.path}) → {root}, launcher {args.launcher} (dry run: nothing is run)")
+        print(f"checked: every key and type of the {len(sweep.arms)} runs' configs, train.* against `unimage fit`")
         print(format_plan(plans, commands, sweep), end="")
         if args.launcher != "local":
             launch(sweep, plans, args.launcher, args.runs, dry_run=True)

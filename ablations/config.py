@@ -32,7 +32,12 @@ Why dotted overrides and not full copies (style principle 14): an arm states onl
 ablation at a glance and a change to the base reaches every arm. The resolved config of an arm (base + overrides)
 is what the runner writes to ``<arm>/config.yaml`` and what the stage hashes are computed from.
 
-Everything here is plain data (no torch, no I/O besides reading the YAML); errors name the file and the key.
+Every key is typed (`ablations.schema`: the sections as dataclasses; ``data.synthstory`` and ``generate.sampling``
+take the fields of ``SynthStoryConfig`` and ``SamplingConfig``; ``train`` the options of ``unimage fit``), and every
+arm, base merged with its overrides, is checked when the file is loaded: a typo anywhere, ``train.*`` included, fails
+then with its dotted path and the nearest valid key (`ablations.schema_check`), not when its stage runs. The
+training config of each trained arm is parsed by the ``unimage fit`` parser itself (`ablations.schema_fit`), which
+imports Lightning; everything else is plain data (no torch).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +54,14 @@ from typing import Any
 
 import yaml
 
-#: Stage order; each stage depends on the ones before it (a changed stage invalidates everything downstream).
-STAGES: tuple[str, ...] = ("data", "train", "generate", "evaluate")
+from ablations.schema import DEFAULTS, STAGES, BaseSection, SweepFile
+from ablations.schema_check import At, SweepError, check, check_dotted, closest, record_of
+from ablations.schema_fit import check_train, is_train_key, without_train
+from unimage.data.synthspec import SynthStoryConfig
+from unimage.infer.config import SamplingConfig
+
+__all__ = ["DEFAULTS", "STAGES", "ArmSpec", "SweepError", "SweepSpec", "fit_config", "load_sweep", "parse_sweep"]
+
 #: Stages an external-method arm can have (its images exist already).
 EXTERNAL_STAGES: tuple[str, ...] = ("data", "evaluate")
 #: Sections of an arm config that feed each stage's hash (besides the upstream stages' hashes).
@@ -59,59 +71,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "generate": ("generate", "seed", "device"),
     "evaluate": ("evaluate", "external", "published_as", "device"),
 }
-ERAS = ("A", "B", "C")
-SPLITS = ("full", "lite")
-BACKBONES = ("toy", "official")
-JUDGES = ("toy", "openai", "none")
-METRICS = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-#: Defaults of every section; a sweep's ``base`` is merged onto these, so a sweep file states only what it changes.
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "device": "cpu",
-    "data": {"synthstory": None},
-    "train": {"config": None},
-    # generate.scripts: "auto" renders SynthStory's own held-out scripts (training format) when the dataset is the data
-    # stage's; null always converts story.json; a path names a folder of <story_id>.txt scripts.
-    "generate": {"method": "unimage", "split": "full", "lang": "en", "sampling": {}, "device": None, "scripts": "auto"},
-    "evaluate": {
-        "dataset": None,
-        "split": "full",
-        "lang": "en",
-        "era": "A",
-        "metrics": list(METRICS),
-        "backbones": "toy",
-        "weights": None,
-        "judge": "toy",
-        "judge_model": None,
-        "judge_base_url": None,
-        "device": None,
-        "batch_size": 16,
-        "chunk_images": 64,
-        # SynthStory oracle metrics (when the dataset has ground truth) and teacher-forced diagnostics of trained
-        # arms, written with the evaluator's per-story values to metrics/perstory_long.csv.
-        "oracle": True,
-        "diagnostics": True,
-        "diag_max_stories": None,
-        # stories whose next shot the Director writes for the structure checks (0: none; ~2 s per story on CPU)
-        "diag_structure_stories": 2,
-    },
-    "launch": {
-        "partition": None,
-        "account": None,
-        "time": "48:00:00",
-        "cpus_per_task": 8,
-        "mem": None,
-        "setup": [],
-        "sbatch": [],
-        "torchrun": [],
-    },
-}
-
-
-class SweepError(ValueError):
-    """A sweep file is malformed; the message names the file and the key."""
 
 
 @dataclass
@@ -178,7 +138,9 @@ class SweepSpec:
         groups = {a.group for a in self.arms.values()}
         unknown = [n for n in names if n not in self.arms and n not in groups]
         if unknown:
-            raise SweepError(f"{self.path}: unknown arm(s) {unknown}; the sweep has {list(self.arms)}")
+            near = closest(unknown[0], [*groups, *self.arms])
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise SweepError(f"sweep {self.path}: unknown arm(s) {unknown}{hint}; the sweep has {list(self.arms)}")
         return [a for a in self.arms.values() if a.name in names or a.group in names]
 
 
@@ -275,6 +237,45 @@ def stage_hashes(config: dict[str, Any], stages: tuple[str, ...]) -> dict[str, s
     return out
 
 
+##### training config (shared with the train stage)
+
+
+def resolve_path(value: str | Path, sweep_file: Path) -> Path:
+    """A path from a sweep file: absolute as is; relative to the working directory if it exists there, else to the
+    sweep file's folder (so a sweep runs both from the repo root and from elsewhere)."""
+    p = Path(os.path.expandvars(str(value))).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    beside = sweep_file.parent / p
+    return beside if beside.exists() else p
+
+
+def fit_config(
+    section: dict[str, Any], base: dict[str, Any], seed: int, run_dir: str, synthstory: str | None
+) -> dict[str, Any]:
+    """The training config an arm runs (``checkpoints/train_input.yaml``, what ``unimage fit --config`` gets).
+
+    Args:
+        section: the arm's resolved ``train`` section; its keys but ``config`` are merged onto ``base``.
+        base: the training YAML named by ``train.config``.
+        seed: the arm's seed; it becomes ``seed_everything`` and ``model.seed`` unless the YAML or the sweep pins them
+            (``model.seed`` seeds everything a run draws: init, data order, splits, dropout, flow noise; without it
+            every seed of an arm would train the same model).
+        run_dir: ``<arm>/checkpoints/``; training derives every path from it (checkpoints, export, logs).
+        synthstory: the data stage's SynthStory folder, used as ``data.synthstory`` unless that is set.
+    """
+    section = {k: v for k, v in section.items() if k != "config"}
+    cfg = deep_merge(base, section)
+    cfg["run_dir"] = run_dir
+    cfg.setdefault("seed_everything", seed)
+    if "seed" not in (section.get("model") or {}):
+        cfg.setdefault("model", {})["seed"] = seed
+    data = cfg.setdefault("data", {})
+    if data.get("synthstory") is None and synthstory is not None:
+        data["synthstory"] = synthstory
+    return cfg
+
+
 ##### loading
 
 
@@ -298,7 +299,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise SweepError(f"{path}: not valid YAML ({e})") from e
+        raise SweepError(f"sweep {path}: not valid YAML ({e})") from e
     return parse_sweep(data, path, header=_header(text))
 
 
@@ -311,29 +312,12 @@ def _header(text: str) -> str:
     return "\n".join(lines)
 
 
-_TOP_KEYS = {"name", "runs", "stages", "base", "arms", "seeds", "reference", "controls"}
-_ARM_KEYS = {"overrides", "published_as", "external", "stages", "seeds", "null_of"}
-ROLES = ("reference", "ablation", "null", "external")
-_EXTERNAL_KEYS = {"outputs", "method", "mode", "timestamp", "lang"}
-
-
 def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> SweepSpec:
     """Validate the parsed YAML of a sweep file (see :func:`load_sweep`)."""
     path = Path(path)
-    where = str(path)
+    where = f"sweep {path}"
     if not isinstance(data, dict):
         raise SweepError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise SweepError(f"{where}: unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
-    name = data.get("name") or path.stem
-    _check_name(str(name), f"{where}: name")
-    stages = _stages(data.get("stages", list(STAGES)), f"{where}: stages")
-    base_raw = data.get("base") or {}
-    if not isinstance(base_raw, dict):
-        raise SweepError(f"{where}: base must be a mapping, got {type(base_raw).__name__}")
-    base = deep_merge(DEFAULTS, base_raw)
-    _check_sections(base, f"{where}: base")
     arms_raw = data.get("arms")
     if not isinstance(arms_raw, dict) or not arms_raw:
         raise SweepError(f"{where}: arms must be a non-empty mapping of arm name -> settings")
@@ -342,17 +326,23 @@ def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> Sw
         raise SweepError(
             f"{where}: arms: arm names must be strings, got {bad!r} (YAML reads null/true/1 as non-strings: quote them)"
         )
-    seeds = _seeds(data.get("seeds"), f"{where}: seeds")
-    reference = _reference(data.get("reference"), arms_raw, where)
+    check(SweepFile, without_train(data), At(where))  # train.*: _check_train
+    name = str(data.get("name") or path.stem)
+    _check_name(name, At(where, "name"))
+    stages = _stages(data.get("stages") or list(STAGES), At(where, "stages"))
+    base = deep_merge(DEFAULTS, data.get("base") or {})
+    _check_sections(base, At(where, "base"))
+    seeds = _seeds(data.get("seeds"), At(where, "seeds"))
+    reference = _reference(data.get("reference"), arms_raw, At(where, "reference"))
     arms: dict[str, ArmSpec] = {}
+    resolved: list[ArmSpec] = []
     for arm_name, arm_raw in arms_raw.items():
-        for arm in _expand(str(arm_name), arm_raw or {}, arms_raw, base, stages, str(name), seeds, reference, where):
-            arms[arm.name] = arm
-    controls = data.get("controls") or []
-    if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
-        raise SweepError(f"{where}: controls: expected a list of corruption names")
+        arm, runs = _expand(arm_name, arm_raw or {}, arms_raw, base, stages, name, seeds, reference, where)
+        resolved.append(arm)
+        arms.update((run.name, run) for run in runs)
+    _check_train(data, resolved, path, where)
     return SweepSpec(
-        name=str(name),
+        name=name,
         path=path,
         runs=Path(str(data.get("runs") or "runs")),
         stages=stages,
@@ -360,39 +350,36 @@ def parse_sweep(data: Any, path: str | Path = "<sweep>", header: str = "") -> Sw
         arms=arms,
         header=header,
         reference=reference,
-        controls=[str(c) for c in controls],
+        controls=[str(c) for c in data.get("controls") or []],
     )
 
 
-def _seeds(value: Any, where: str) -> list[int] | None:
+def _seeds(value: list[int] | None, at: At) -> list[int] | None:
     if value is None:
         return None
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise SweepError(f"{where}: expected a non-empty list of integer seeds, got {value!r}")
+    if not value:
+        at.fail("expected a non-empty list of integer seeds")
     if len(set(value)) != len(value):
-        raise SweepError(f"{where}: seeds repeat: {value}")
-    return [int(v) for v in value]
+        at.fail(f"seeds repeat: {value}")
+    return list(value)
 
 
-def _reference(value: Any, arms_raw: dict[str, Any], where: str) -> str | None:
+def _reference(value: str | None, arms_raw: dict[str, Any], at: At) -> str | None:
     """The reference arm: as named, else the first trained arm that is not a null arm."""
-    trained = [
-        str(n) for n, r in arms_raw.items() if not (isinstance(r, dict) and (r.get("external") or r.get("null_of")))
-    ]
+    trained = [n for n, r in arms_raw.items() if not (isinstance(r, dict) and (r.get("external") or r.get("null_of")))]
     if value is None:
         return trained[0] if trained else None
-    if str(value) not in trained:
-        raise SweepError(f"{where}: reference: {value!r} is not a trained arm of the sweep ({trained})")
-    return str(value)
+    if value not in trained:
+        near = closest(value, trained)
+        at.fail(
+            f"{value!r} is not a trained arm of the sweep ({trained})" + (f" (did you mean {near!r}?)" if near else "")
+        )
+    return value
 
 
 def _expand(
     name: str,
-    raw: Any,
+    raw: dict[str, Any],
     arms_raw: dict[str, Any],
     base: dict[str, Any],
     stages: tuple[str, ...],
@@ -400,144 +387,138 @@ def _expand(
     seeds: list[int] | None,
     reference: str | None,
     where: str,
-) -> list[ArmSpec]:
-    """One arm of the file → its runs: one per seed for a trained arm with seeds, else the arm itself."""
-    at = f"{where}: arms.{name}"
-    if not isinstance(raw, dict):
-        raise SweepError(f"{at}: expected a mapping with {sorted(_ARM_KEYS)}, got {type(raw).__name__}")
+) -> tuple[ArmSpec, list[ArmSpec]]:
+    """One arm of the file → the arm resolved, and its runs: one per seed for a trained arm with seeds, else itself."""
+    at = At(where, f"arms.{name}")
     raw = dict(raw)
     null_of = raw.pop("null_of", None)
-    arm_seeds = _seeds(raw.pop("seeds", None), f"{at}.seeds")
+    arm_seeds = _seeds(raw.pop("seeds", None), at.child("seeds"))
     if null_of is not None:
-        if null_of not in arms_raw or null_of == name:
-            raise SweepError(f"{at}.null_of: {null_of!r} is not another arm of the sweep")
+        others = [n for n in arms_raw if n != name]
+        if null_of not in others:
+            near = closest(null_of, others)
+            hint = f" (did you mean {near!r}?)" if near else ""
+            at.child("null_of").fail(f"{null_of!r} is not another arm of the sweep{hint}")
         target = arms_raw[null_of] or {}
-        if not isinstance(target, dict) or target.get("external") or target.get("null_of"):
-            raise SweepError(f"{at}.null_of: {null_of!r} must be a trained arm")
+        if target.get("external") or target.get("null_of"):
+            at.child("null_of").fail(f"{null_of!r} must be a trained arm")
         if arm_seeds is None:
-            raise SweepError(f"{at}: a null arm needs its own seeds (other than {null_of!r}'s)")
+            at.fail(f"a null arm needs its own seeds (other than {null_of!r}'s)")
         raw["overrides"] = {**(target.get("overrides") or {}), **(raw.get("overrides") or {})}
     arm = _arm(name, raw, base, stages, sweep, at)
     if arm.external:
-        return [dataclasses.replace(arm, group=name, role="external")]
+        return arm, [dataclasses.replace(arm, group=name, role="external")]
     role = "null" if null_of is not None else "reference" if name == reference else "ablation"
     ref = None if role == "reference" else reference  # a null arm's target is trained, so reference is set
     run_seeds = arm_seeds or seeds
     if run_seeds is None:
-        return [dataclasses.replace(arm, group=name, seed=int(arm.config["seed"]), role=role, reference=ref)]
+        return arm, [dataclasses.replace(arm, group=name, seed=int(arm.config["seed"]), role=role, reference=ref)]
     out = []
     for k in run_seeds:
         run = f"{name}.seed{k}"
         config = copy.deepcopy(arm.config) | {"seed": k, "arm": run}
         out.append(dataclasses.replace(arm, name=run, config=config, group=name, seed=k, role=role, reference=ref))
-    return out
+    return arm, out
 
 
-def _check_name(name: str, where: str) -> None:
+def _check_name(name: str, at: At) -> None:
     if not _NAME_RE.match(name):
-        raise SweepError(f"{where}: {name!r} is not a plain folder name (letters, digits, '_', '-', '.')")
+        at.fail(f"{name!r} is not a plain folder name (letters, digits, '_', '-', '.')")
 
 
-def _stages(value: Any, where: str) -> tuple[str, ...]:
+def _stages(value: list[str] | str, at: At) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [s.strip() for s in value.split(",") if s.strip()]
-    if not isinstance(value, list) or not value:
-        raise SweepError(f"{where}: expected a non-empty list of stages from {list(STAGES)}")
     unknown = [s for s in value if s not in STAGES]
     if unknown:
-        raise SweepError(f"{where}: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+        at.fail(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    if not value:
+        at.fail(f"expected a non-empty list of stages from {list(STAGES)}")
     return tuple(s for s in STAGES if s in value)
 
 
-def _arm(name: str, raw: Any, base: dict[str, Any], stages: tuple[str, ...], sweep: str, where: str) -> ArmSpec:
-    _check_name(name, where)
-    if not isinstance(raw, dict):
-        raise SweepError(f"{where}: expected a mapping with {sorted(_ARM_KEYS)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _ARM_KEYS)
-    if unknown:
-        raise SweepError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ARM_KEYS)}")
-    overrides = raw.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise SweepError(f"{where}.overrides: expected a mapping of dotted keys to values")
-    for key in overrides:
-        if str(key).split(".")[0] not in DEFAULTS:
-            raise SweepError(f"{where}.overrides: key {key!r} does not start with a config section {sorted(DEFAULTS)}")
-    config = apply_overrides(base, {str(k): v for k, v in overrides.items()}, f"{where}.overrides")
-    _check_sections(config, where)
+def _arm(name: str, raw: dict[str, Any], base: dict[str, Any], stages: tuple[str, ...], sweep: str, at: At) -> ArmSpec:
+    _check_name(name, at)
+    overrides = {str(k): v for k, v in (raw.get("overrides") or {}).items()}
+    keys = record_of(BaseSection)
+    for key, value in overrides.items():
+        if not is_train_key(key):  # train.*: _check_train
+            check_dotted(keys, key, value, at.child("overrides"))
+    config = apply_overrides(base, overrides, f"{at.where}: {at.path}.overrides")
+    _check_sections(config, at)
     external = raw.get("external")
     if external is not None:
-        external = _external(external, f"{where}.external")
-    arm_stages = _stages(raw["stages"], f"{where}.stages") if "stages" in raw else stages
+        external = {"mode": None, "timestamp": None, "lang": None} | {
+            k: str(v) for k, v in external.items() if v is not None
+        }
+    arm_stages = _stages(raw["stages"], at.child("stages")) if raw.get("stages") is not None else stages
     if external is not None:
         arm_stages = tuple(s for s in arm_stages if s in EXTERNAL_STAGES)
         if config["data"].get("synthstory") is None:
             arm_stages = tuple(s for s in arm_stages if s != "data")
     elif "train" in arm_stages and not config["train"].get("config"):
-        raise SweepError(f"{where}: stage 'train' needs train.config (a training YAML, e.g. tiny-synthstory.yaml)")
+        at.fail("stage 'train' needs train.config (a training YAML, e.g. tiny-synthstory.yaml)")
     if "data" in arm_stages and config["data"].get("synthstory") is None:
-        raise SweepError(f"{where}: stage 'data' needs data.synthstory (SynthStory settings) or drop the stage")
+        at.fail("stage 'data' needs data.synthstory (SynthStory settings) or drop the stage")
     if config["data"].get("synthstory") is None and config["evaluate"].get("dataset") is None:
-        raise SweepError(f"{where}: evaluate.dataset is required when there is no data stage (data.synthstory)")
-    published_as = raw.get("published_as")
-    if published_as is not None and not isinstance(published_as, str):
-        raise SweepError(f"{where}.published_as: expected a method name string")
-    config.update(arm=name, sweep=sweep, published_as=published_as, external=external)
-    return ArmSpec(name=name, config=config, stages=arm_stages, overrides=dict(overrides))
+        at.fail("evaluate.dataset is required when there is no data stage (data.synthstory)")
+    config.update(arm=name, sweep=sweep, published_as=raw.get("published_as"), external=external)
+    return ArmSpec(name=name, config=config, stages=arm_stages, overrides=overrides)
 
 
-def _external(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise SweepError(f"{where}: expected a mapping with outputs, method[, mode, timestamp, lang]")
-    unknown = sorted(set(raw) - _EXTERNAL_KEYS)
-    if unknown:
-        raise SweepError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_EXTERNAL_KEYS)}")
-    for key in ("outputs", "method"):
-        if not raw.get(key):
-            raise SweepError(f"{where}.{key}: required (the outputs root and the method folder under it)")
-    out = {"outputs": str(raw["outputs"]), "method": str(raw["method"]), "mode": None, "timestamp": None, "lang": None}
-    for key in ("mode", "timestamp", "lang"):
-        if raw.get(key) is not None:
-            out[key] = str(raw[key])
-    return out
-
-
-def _choice(section: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> None:
-    value = section.get(key)
-    if value not in allowed:
-        raise SweepError(f"{where}.{key}: {value!r} is not one of {list(allowed)}")
-
-
-def _check_sections(config: dict[str, Any], where: str) -> None:
-    unknown = sorted(set(config) - set(DEFAULTS) - {"arm", "sweep", "published_as", "external"})
-    if unknown:
-        raise SweepError(f"{where}: unknown section(s) {unknown}; allowed: {sorted(DEFAULTS)}")
-    for section in ("data", "train", "generate", "evaluate", "launch"):
-        if not isinstance(config.get(section), dict):
-            raise SweepError(f"{where}.{section}: expected a mapping, got {config.get(section)!r}")
-    if not isinstance(config.get("seed"), int):
-        raise SweepError(f"{where}.seed: expected an integer, got {config.get('seed')!r}")
-    ev = config["evaluate"]
-    _choice(ev, "era", ERAS, f"{where}.evaluate")
-    _choice(ev, "split", SPLITS, f"{where}.evaluate")
-    _choice(ev, "backbones", BACKBONES, f"{where}.evaluate")
-    _choice(ev, "judge", JUDGES, f"{where}.evaluate")
-    _choice(ev, "lang", ("en", "ch"), f"{where}.evaluate")
-    metrics = ev.get("metrics")
-    if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
-        raise SweepError(f"{where}.evaluate.metrics: {metrics!r}; expected a non-empty list from {list(METRICS)}")
-    if "prompt_align" in metrics and ev["judge"] == "none":
-        raise SweepError(f"{where}.evaluate.judge: metric prompt_align needs a judge (toy or openai), got 'none'")
+def _check_sections(config: dict[str, Any], at: At) -> None:
+    """What the types alone do not say: combinations of settings, and the ranges the dataclasses check."""
+    ev, gen = config["evaluate"], config["generate"]
+    if not ev["metrics"]:
+        at.child("evaluate.metrics").fail("expected a non-empty list of metrics")
+    if "prompt_align" in ev["metrics"] and ev["judge"] == "none":
+        at.child("evaluate.judge").fail("metric prompt_align needs a judge (toy or openai), got 'none'")
     if ev["backbones"] == "official" and not ev.get("weights"):
-        raise SweepError(f"{where}.evaluate.weights: official backbones need the ViStoryBench weight bundle path")
-    gen = config["generate"]
-    _choice(gen, "split", SPLITS, f"{where}.generate")
-    _choice(gen, "lang", ("en", "ch"), f"{where}.generate")
-    _check_name(str(gen.get("method")), f"{where}.generate.method")
-    if not isinstance(gen.get("sampling"), dict):
-        raise SweepError(f"{where}.generate.sampling: expected a mapping of SamplingConfig fields")
-    synth = config["data"].get("synthstory")
-    if synth is not None and not isinstance(synth, dict):
-        raise SweepError(f"{where}.data.synthstory: expected a mapping of SynthStoryConfig fields or null")
+        at.child("evaluate.weights").fail("official backbones need the ViStoryBench weight bundle path")
+    _check_name(str(gen["method"]), at.child("generate.method"))
+    synth = config["data"]["synthstory"]
+    try:
+        if synth is not None:
+            args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in synth.items()}
+            SynthStoryConfig(**args)
+    except (TypeError, ValueError) as e:
+        at.child("data.synthstory").fail(str(e))
+    try:
+        SamplingConfig.from_dict({"seed": config["seed"], **gen["sampling"]})
+    except (TypeError, ValueError) as e:
+        at.child("generate.sampling").fail(str(e))
+
+
+def _read_train_yaml(path: Path, at: At) -> dict[str, Any]:
+    """The training YAML at ``path`` ({} while it does not exist: the runner refuses to start the arm then)."""
+    if not path.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        at.fail(f"{path} is not valid YAML ({e})")
+    if not isinstance(doc, dict):
+        at.fail(f"{path}: expected a mapping")
+    return doc
+
+
+def _check_train(data: dict[str, Any], arms: list[ArmSpec], path: Path, where: str) -> None:
+    """Hold the ``train`` keys, and each trained arm's merged training config (:func:`fit_config`, with placeholder
+    paths), against ``unimage fit`` (`ablations.schema_fit.check_train`)."""
+    base_train = {k: v for k, v in ((data.get("base") or {}).get("train") or {}).items() if k != "config"}
+    overrides = {a.name: {k: v for k, v in a.overrides.items() if is_train_key(k)} for a in arms}
+    docs: dict[str, dict[str, Any]] = {}
+    merged: dict[str, tuple[At, dict[str, Any]]] = {}
+    for arm in arms:
+        if "train" not in arm.stages or arm.external:
+            continue
+        at = At(where, f"arms.{arm.name}")
+        yaml_path = resolve_path(str(arm.config["train"]["config"]), path)
+        docs[str(yaml_path)] = _read_train_yaml(yaml_path, at.child("train.config"))
+        synth = "<data stage>/synthstory" if arm.config["data"]["synthstory"] is not None else None
+        cfg = fit_config(arm.config["train"], docs[str(yaml_path)], arm.config["seed"], "<arm>/checkpoints", synth)
+        merged.setdefault(config_hash(cfg), (at, cfg))
+    check_train(where, base_train, overrides, docs, list(merged.values()))
 
 
 def resolved_yaml(arm: ArmSpec, sweep: SweepSpec) -> str:

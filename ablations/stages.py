@@ -13,7 +13,6 @@ Heavy imports (torch, Lightning, the model) happen inside the functions, so impo
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from ablations.config import ArmSpec, SweepSpec, deep_merge
+from ablations.config import ArmSpec, SweepSpec, fit_config
+from ablations.config import resolve_path as config_resolve_path
 from ablations.status import atomic_write_json, atomic_write_text
 from formats.rundir import ArmPaths
 
@@ -91,13 +91,8 @@ def dataset_path(ctx: StageContext) -> Path:
 
 
 def resolve_path(value: str | Path, sweep: SweepSpec) -> Path:
-    """A path from a sweep file: absolute as is; relative to the working directory if it exists there, else to the
-    sweep file's folder (so a sweep runs both from the repo root and from elsewhere)."""
-    p = Path(os.path.expandvars(str(value))).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    beside = sweep.path.parent / p
-    return beside if beside.exists() else p
+    """A path from a sweep file (:func:`ablations.config.resolve_path`: as is, else beside the sweep file)."""
+    return config_resolve_path(value, sweep.path)
 
 
 def missing_paths(sweep: SweepSpec, arm: ArmSpec, stages: list[str]) -> list[str]:
@@ -151,26 +146,17 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
 
 
 def train_config(ctx: StageContext) -> dict[str, Any]:
-    """The training YAML the arm runs: the file named by ``train.config`` with the sweep's ``train`` keys merged in,
-    and ``run_dir`` = ``<arm>/checkpoints/`` (training derives every path from it: checkpoints, export, logs)."""
-    section = dict(ctx.config["train"])
-    path = resolve_path(str(section.pop("config")), ctx.sweep)
+    """The training YAML the arm runs: the file named by ``train.config`` with the sweep's ``train`` keys merged in
+    and ``run_dir`` = ``<arm>/checkpoints/`` (:func:`ablations.config.fit_config`, the function ``load_sweep`` checks
+    every trained arm's config with)."""
+    path = resolve_path(str(ctx.config["train"]["config"]), ctx.sweep)
     if not path.is_file():
         raise StageError(f"{ctx.sweep.path}: arms.{ctx.arm.name}: train.config {path} not found")
     base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(base, dict):
         raise StageError(f"{path}: expected a mapping")
-    cfg = deep_merge(base, section)
-    cfg["run_dir"] = str(ctx.paths.checkpoints)
-    cfg.setdefault("seed_everything", ctx.config["seed"])
-    # model.seed seeds everything a training run draws (init, data order, splits, dropout, flow noise): the arm's
-    # seed must reach it, or every "seed" of an arm trains the same model (unless the sweep pins train.model.seed).
-    if "seed" not in (section.get("model") or {}):
-        cfg.setdefault("model", {})["seed"] = ctx.config["seed"]
-    data = cfg.setdefault("data", {})
-    if data.get("synthstory") is None and ctx.config["data"].get("synthstory") is not None:
-        data["synthstory"] = str(data_dir(ctx))
-    return cfg
+    synth = str(data_dir(ctx)) if ctx.config["data"].get("synthstory") is not None else None
+    return fit_config(ctx.config["train"], base, ctx.config["seed"], str(ctx.paths.checkpoints), synth)
 
 
 def write_train_input(ctx: StageContext) -> Path:

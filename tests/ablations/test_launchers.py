@@ -149,4 +149,4 @@ def test_cli_bad_input_exit_code_and_message(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\narms: {a: {overrides: {evaluate.era: Z}}}\nbase: {evaluate: {dataset: /x}}\n")
     assert main(["sweep", str(bad), "--dry-run"]) == 2
-    assert f"{bad}: arms.a.evaluate.era: 'Z' is not one of" in capsys.readouterr().err
+    assert f"sweep {bad}: arms.a.overrides: evaluate.era: 'Z' is not one of" in capsys.readouterr().err

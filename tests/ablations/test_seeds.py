@@ -84,12 +84,14 @@ def test_without_seeds_an_arm_keeps_its_name():
     ("arms", "top", "message"),
     [
         ({"full": {}, "n": {"null_of": "full"}}, {}, "needs its own seeds"),
-        ({"full": {}, "n": {"null_of": "nope", "seeds": [5]}}, {}, "is not another arm"),
+        ({"full": {}, "n": {"null_of": "nope", "seeds": [5]}}, {}, "arms.n.null_of: 'nope' is not another arm"),
+        ({"full": {}, "n": {"null_of": "fulll", "seeds": [5]}}, {}, r"arms\.n\.null_of: .* \(did you mean 'full'\?\)"),
         ({"full": {}, None: {}}, {}, "arm names must be strings"),
         ({"full": {}}, {"seeds": [1, 1]}, "seeds repeat"),
-        ({"full": {}}, {"seeds": ["a"]}, "integer seeds"),
-        ({"full": {}}, {"reference": "other"}, "is not a trained arm"),
-        ({"full": {}}, {"controls": "noise"}, "list of corruption names"),
+        ({"full": {}}, {"seeds": ["a"]}, r"seeds\.0: expected int, got 'a' \(str\)"),
+        ({"full": {}}, {"reference": "other"}, "reference: 'other' is not a trained arm"),
+        ({"full": {}}, {"reference": "ful"}, r"reference: 'ful' is not a trained arm .* \(did you mean 'full'\?\)"),
+        ({"full": {}}, {"controls": "noise"}, r"controls: expected a list of str or null, got 'noise'"),
     ],
 )
 def test_bad_seed_settings_are_refused(arms, top, message):
