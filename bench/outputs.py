@@ -269,54 +269,13 @@ def read_story_outputs(
 
     indices = [s.index for s in story.shots]
     numbers = {p: shot_number(p) for p in found}
-    parsed = [n for n in numbers.values() if n is not None]
-    zero_based = bool(parsed) and min(parsed) == 0
-    shift = zero_based and (era not in ("B", "C") or "zero-based-shift" in fixes)
-    if zero_based:
-        what = "shifted by one to match 1-based indices" if shift else "file N paired with shot N, as officially"
-        issues.append(
-            Issue(sid, "zero_based", f"shot files are numbered from 0; {what}", None, display_path(story_dir))
-        )
-
+    shift = _zero_based_shift(numbers, era, fixes, issues, sid, story_dir)
     shots: dict[int, Path | None] = dict.fromkeys(indices)
     if pairing == "positional":
-        # Era A: the i-th natsorted file (readable or not) stands for the i-th shot.
-        for idx, p in zip(indices, found):
-            shots[idx] = p if p in readable else None
-        if len(found) != len(indices):
-            issues.append(
-                Issue(
-                    sid,
-                    "count_mismatch",
-                    f"{len(found)} images for {len(indices)} shots (paired by position)",
-                    None,
-                    display_path(story_dir),
-                )
-            )
+        _pair_by_position(shots, indices, found, readable, issues, sid, story_dir)
     elif pairing == "index":
         last_wins = era in ("B", "C") and "first-duplicate-shot" not in fixes
-        chosen: dict[int, Path] = {}
-        for p in found:
-            n = numbers[p]
-            if n is None:
-                issues.append(Issue(sid, "unparsable_name", "no shot number in the file name", None, display_path(p)))
-                continue
-            n = n + 1 if shift else n
-            if n in chosen:
-                keep = p if last_wins else chosen[n]
-                issues.append(
-                    Issue(
-                        sid,
-                        "duplicate_shot_file",
-                        f"{chosen[n].name} and {p.name} both number shot {n}; {keep.name} used",
-                        n,
-                        display_path(p),
-                    )
-                )
-                if not last_wins:
-                    continue
-            chosen[n] = p
-        for n, p in chosen.items():
+        for n, p in _pick_by_number(found, numbers, shift, last_wins, issues, sid).items():
             if n in shots and p in readable:
                 shots[n] = p
     else:
@@ -328,6 +287,83 @@ def read_story_outputs(
         ):
             issues.append(Issue(sid, "missing_shot", f"no usable image for shot {idx}", idx, display_path(story_dir)))
     return StoryOutputs(story_id=sid, story_dir=story_dir, shots=shots, images=readable, issues=issues)
+
+
+def _zero_based_shift(
+    numbers: dict[Path, int | None],
+    era: Era | None,
+    fixes: Sequence[str],
+    issues: list[Issue],
+    sid: str,
+    story_dir: Path,
+) -> bool:
+    """Whether shot numbers are shifted by one: files numbered from 0 are, except in eras B/C (reported either way)."""
+    parsed = [n for n in numbers.values() if n is not None]
+    zero_based = bool(parsed) and min(parsed) == 0
+    shift = zero_based and (era not in ("B", "C") or "zero-based-shift" in fixes)
+    if zero_based:
+        what = "shifted by one to match 1-based indices" if shift else "file N paired with shot N, as officially"
+        issues.append(
+            Issue(sid, "zero_based", f"shot files are numbered from 0; {what}", None, display_path(story_dir))
+        )
+    return shift
+
+
+def _pair_by_position(
+    shots: dict[int, Path | None],
+    indices: list[int],
+    found: list[Path],
+    readable: list[Path],
+    issues: list[Issue],
+    sid: str,
+    story_dir: Path,
+) -> None:
+    """Era A: the i-th natsorted file (readable or not) stands for the i-th shot."""
+    for idx, p in zip(indices, found):
+        shots[idx] = p if p in readable else None
+    if len(found) != len(indices):
+        issues.append(
+            Issue(
+                sid,
+                "count_mismatch",
+                f"{len(found)} images for {len(indices)} shots (paired by position)",
+                None,
+                display_path(story_dir),
+            )
+        )
+
+
+def _pick_by_number(
+    found: list[Path],
+    numbers: dict[Path, int | None],
+    shift: bool,
+    last_wins: bool,
+    issues: list[Issue],
+    sid: str,
+) -> dict[int, Path]:
+    """Shot number → file, from the numbers in the file names; of duplicates the first (or the last) is kept."""
+    chosen: dict[int, Path] = {}
+    for p in found:
+        n = numbers[p]
+        if n is None:
+            issues.append(Issue(sid, "unparsable_name", "no shot number in the file name", None, display_path(p)))
+            continue
+        n = n + 1 if shift else n
+        if n in chosen:
+            keep = p if last_wins else chosen[n]
+            issues.append(
+                Issue(
+                    sid,
+                    "duplicate_shot_file",
+                    f"{chosen[n].name} and {p.name} both number shot {n}; {keep.name} used",
+                    n,
+                    display_path(p),
+                )
+            )
+            if not last_wins:
+                continue
+        chosen[n] = p
+    return chosen
 
 
 def _same_shot(number: int, index: int, zero_based: bool) -> bool:
