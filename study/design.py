@@ -45,16 +45,30 @@ def validate_spec(spec: StudySpec) -> None:
     """Raise `StoreError` naming the first invalid field of ``spec``."""
     if not spec.name.strip():
         raise StoreError("name: must not be empty")
+    _validate_methods(spec)
+    if not spec.stories:
+        raise StoreError("stories: must not be empty")
+    if len(set(spec.stories)) != len(spec.stories):
+        raise StoreError("stories: duplicates")
+    _validate_criteria(spec)
+    _validate_assignment(spec)
+    unknown = set(spec.sources) - set(spec.methods)
+    if unknown:
+        raise StoreError(f"sources: unknown methods {sorted(unknown)}")
+    _validate_exclusion(spec.exclusion)
+
+
+def _validate_methods(spec: StudySpec) -> None:
     if len(spec.methods) < 2:
         raise StoreError(f"methods: need at least 2, got {list(spec.methods)}")
     if len(set(spec.methods)) != len(spec.methods):
         raise StoreError(f"methods: duplicates in {list(spec.methods)}")
     if len(spec.methods) > len(LABELS):
         raise StoreError(f"methods: at most {len(LABELS)} per study")
-    if not spec.stories:
-        raise StoreError("stories: must not be empty")
-    if len(set(spec.stories)) != len(spec.stories):
-        raise StoreError("stories: duplicates")
+
+
+def _validate_criteria(spec: StudySpec) -> None:
+    """Criteria keys and kinds, and the reference method that a GSB criterion needs."""
     if not spec.criteria:
         raise StoreError("criteria: must not be empty")
     keys = [c.key for c in spec.criteria]
@@ -70,16 +84,19 @@ def validate_spec(spec: StudySpec) -> None:
             raise StoreError("reference_method: required when a criterion has kind 'gsb'")
         if spec.reference_method not in spec.methods:
             raise StoreError(f"reference_method: {spec.reference_method!r} is not one of methods")
+
+
+def _validate_assignment(spec: StudySpec) -> None:
+    """How items are handed out: raters per item, items per annotator, share of catch trials."""
     if spec.raters_per_item < 1:
         raise StoreError(f"raters_per_item: must be >= 1, got {spec.raters_per_item}")
     if spec.items_per_annotator is not None and spec.items_per_annotator < 1:
         raise StoreError(f"items_per_annotator: must be >= 1 or None, got {spec.items_per_annotator}")
     if not 0.0 <= spec.catch_rate <= 0.5:
         raise StoreError(f"catch_rate: must be in [0, 0.5], got {spec.catch_rate}")
-    unknown = set(spec.sources) - set(spec.methods)
-    if unknown:
-        raise StoreError(f"sources: unknown methods {sorted(unknown)}")
-    r = spec.exclusion
+
+
+def _validate_exclusion(r: ExclusionRules) -> None:
     if r.min_catch_accuracy is not None and not 0.0 <= r.min_catch_accuracy <= 1.0:
         raise StoreError("exclusion.min_catch_accuracy: must be in [0, 1]")
     if r.max_identical_share is not None and not 0.0 < r.max_identical_share <= 1.0:
