@@ -23,7 +23,7 @@ import streamlit as st
 
 from formats.results import RESULT_COLUMNS, RESULTS_ROW_FILE
 from formats.rundir import ARM_MARKERS, PROVENANCE_FILE, STATUS_FILE
-from formats.vistory import TIMESTAMP_RE
+from formats.vistory import SHOTS_FOLDER, TIMESTAMP_RE
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 LANGS = ("en", "ch", "zh")
@@ -240,7 +240,7 @@ def story_dir(sb: StoryboardSet, story_id: str) -> Path:
 def shots(sb: StoryboardSet, story_id: str) -> list[Shot]:
     """The story's shots by 1-based index (from ``shot_NN.png``; ``shots/`` or images directly in the story dir)."""
     d = story_dir(sb, story_id)
-    folder = d / "shots" if (d / "shots").is_dir() else d
+    folder = d / SHOTS_FOLDER if (d / SHOTS_FOLDER).is_dir() else d
     result: dict[int, str] = {}
     for e in sorted(os.scandir(folder), key=lambda e: e.name):
         stem, ext = os.path.splitext(e.name)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.runs import RunReadError, read_json
+from formats.vistory import SCRIPT_JSON, SCRIPT_TXT
 
 _STOP_WORDS = {"with", "in", "wearing", "who", "whose", "that", "holding", "and", "is", "has", "stands", "sits"}
 
@@ -68,10 +69,10 @@ def load_script(story_dir: Path) -> ScriptView | None:
     Raises:
         RunReadError: when ``script.json`` exists but is not valid JSON (the message names the file).
     """
-    j = story_dir / "script.json"
+    j = story_dir / SCRIPT_JSON
     if j.is_file():
         return from_dict(read_json(j), source=str(j))
-    t = story_dir / "script.txt"
+    t = story_dir / SCRIPT_TXT
     if t.is_file():
         return from_text(t.read_text(encoding="utf-8", errors="replace"))
     return None
