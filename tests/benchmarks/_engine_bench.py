@@ -8,8 +8,10 @@ for ours, BAGEL's packing rules (``_official_batch``) for theirs, the same noise
 
 One step = forward + backward of CE + MSE (no optimiser). Variants: the official code with bf16 weights under CPU
 bf16 autocast (its ``nested`` per-sample attention path; bf16 compute weights as under its FSDP mixed precision: with
-fp32 weights its MoT projections' index-put fails under autocast); ours under bf16 autocast, in fp32, with bf16 weights, and unpacked (one sample
-per step, autocast). Steps run interleaved (round-robin over variants, several rounds, median), so every variant sees
+fp32 weights its MoT projections' index-put fails under autocast); ours under bf16 autocast, in fp32, with bf16
+weights, with bf16 weights on torch's own bf16 kernels (``ours_bf16_native``: ``cpu_gemm`` off; the other bf16
+variants run their GEMMs in fp32 on the bf16 values where the CPU has no bf16 matmul), and unpacked (one sample per
+step, autocast). Steps run interleaved (round-robin over variants, several rounds, median), so every variant sees
 the same machine load. Peak RSS is measured per variant in a fresh subprocess (``python -m
 tests.benchmarks._engine_bench rss VARIANT N STEPS``) that holds only that variant's model, with the high-water mark
 reset after construction: the peak of the training steps themselves.
@@ -34,6 +36,7 @@ from pathlib import Path
 import torch
 
 from unimage.model.config import get_config
+from unimage.model.cpu_gemm import set_fp32_gemm
 from unimage.model.packing import NoisyVaeImage, PackedBatch, Text, VitImage, pack
 from unimage.model.unimage import UniMAGE
 
@@ -60,7 +63,9 @@ SHAPES = {  # the official side's config (ours reads it from the written directo
     "max_latent_size": 32,
     "vit_side": 32,
 }
-VARIANTS = ("official", "ours_autocast", "ours_fp32", "ours_bf16", "ours_unpacked")
+VARIANTS = ("official", "ours_autocast", "ours_fp32", "ours_bf16", "ours_bf16_native", "ours_unpacked")
+# ours_bf16_native: ours_bf16 with ``cpu_gemm`` off (torch's own bf16 matmul / attention kernels, as the official code
+# uses); on a CPU without bf16 matmul the other bf16 variants run their GEMMs in fp32 on the bf16 values.
 
 
 def _plan(n: int) -> list[list[tuple[str, object]]]:
@@ -153,9 +158,13 @@ class Engines:
         return out["ce"].float().mean(), out["mse"].float().mean()
 
     def our_losses(self, variant: str) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model_bf16 if variant == "ours_bf16" else self.model
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "ours_autocast"):
-            out = model(self.batch, noise=self.noise)
+        model = self.model_bf16 if variant.startswith("ours_bf16") else self.model
+        set_fp32_gemm(False if variant == "ours_bf16_native" else None)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "ours_autocast"):
+                out = model(self.batch, noise=self.noise)
+        finally:
+            set_fp32_gemm(None)
         return out.ce, out.mse
 
     # --------------------------------------------------------------------------------------------- steps
@@ -173,7 +182,11 @@ class Engines:
             self.model.zero_grad(set_to_none=True)
         else:
             ce, mse = self.our_losses(variant)
-            (ce + mse).backward()
+            set_fp32_gemm(False if variant == "ours_bf16_native" else None)
+            try:
+                (ce + mse).backward()
+            finally:
+                set_fp32_gemm(None)
             self.model.zero_grad(set_to_none=True)
             self.model_bf16.zero_grad(set_to_none=True)
 
@@ -229,7 +242,7 @@ def _rss_child(variant: str, n: int, steps: int) -> None:
             engines.ref = None
         else:
             engines.ref = engines.ref_bf16 = None
-            if variant != "ours_bf16":
+            if not variant.startswith("ours_bf16"):
                 engines.model_bf16 = types.SimpleNamespace(zero_grad=lambda **_: None)  # type: ignore[assignment]
         import gc
 
@@ -259,16 +272,21 @@ def _vm_hwm_mb() -> float:
     return 0.0
 
 
-def table(samples: tuple[int, ...] = (4, 16), threads: tuple[int, ...] = (1, 2), rounds: int = 3) -> list[dict]:
+def table(
+    samples: tuple[int, ...] = (4, 16),
+    threads: tuple[int, ...] = (1, 2),
+    rounds: int = 3,
+    variants: tuple[str, ...] = VARIANTS,
+) -> list[dict]:
     """Every cell of the issue's table, measured interleaved per (samples, threads)."""
     repo = os.environ.get("BAGEL_REPO")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in samples:
             engines = Engines(n, repo, Path(tmp))
-            variants = [v for v in VARIANTS if repo or v != "official"]
+            variants = tuple(v for v in variants if repo or v != "official")
             for th in threads:
-                sec = interleaved(engines, variants, rounds, th)
+                sec = interleaved(engines, list(variants), rounds, th)
                 tokens = n * TOKENS_PER_SAMPLE
                 rows.append({"samples": n, "tokens": tokens, "threads": th, **{v: tokens / s for v, s in sec.items()}})
             engines.close()

@@ -133,7 +133,7 @@ def test_engine_vs_official(benchmark, samples):
                     torch.testing.assert_close(ce, ce_ref, rtol=1e-5, atol=1e-5)  # the parity suite's tolerance
                     torch.testing.assert_close(mse, mse_ref, rtol=1e-5, atol=1e-5)
                     ce16_ref, mse16_ref = engines.official_losses(bf16=True)
-                    for variant in ("ours_autocast", "ours_bf16"):
+                    for variant in ("ours_autocast", "ours_bf16", "ours_bf16_native"):
                         ce16, mse16 = engines.our_losses(variant)
                         # bf16 rounding of two forwards: well inside the parity suite's 3 % of scale
                         assert abs(ce16 - ce16_ref) <= 0.01 * ce_ref and abs(mse16 - mse16_ref) <= 0.01 * mse_ref

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unimage.model.cpu_gemm import sdpa_dtype
+
 __all__ = [
     "AttentionLayout",
     "ResolvedBackend",
@@ -628,7 +630,11 @@ def packed_attention(
     dtype = attention_dtype(v)
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     if backend == "sdpa":
-        return _sdpa_per_doc(q, k, v, layout, scale) if layout.per_doc else _sdpa(q, k, v, layout, scale)
+        kernel = sdpa_dtype(dtype, q.device)  # fp32 for bf16 on a CPU without bf16 matmul (``cpu_gemm``)
+        if kernel != dtype:
+            q, k, v = q.to(kernel), k.to(kernel), v.to(kernel)
+        out = _sdpa_per_doc(q, k, v, layout, scale) if layout.per_doc else _sdpa(q, k, v, layout, scale)
+        return out.to(dtype)
     if backend == "flex":
         return _flex(q, k, v, layout, scale)
     if backend == "flash":

@@ -15,9 +15,12 @@ Shape letters: N tokens, D LLM hidden size, S positions per side.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
+
+from unimage.model.cpu_gemm import linear
 
 __all__ = ["MLPconnector", "PositionEmbedding", "TimestepEmbedder", "sincos_2d_table", "timestep_frequencies"]
 
@@ -102,7 +105,9 @@ class TimestepEmbedder(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """[N] times (already shifted, not ×1000) → [N, D]."""
         features = self.timestep_embedding(t, self.frequency_embedding_size)  # [N, 256]
-        return self.mlp(features.to(next(self.mlp.parameters()).dtype))
+        fc1, act, fc2 = cast(nn.Linear, self.mlp[0]), self.mlp[1], cast(nn.Linear, self.mlp[2])
+        h = act(linear(features.to(fc1.weight.dtype), fc1.weight, fc1.bias))
+        return linear(h, fc2.weight, fc2.bias)
 
 
 class MLPconnector(nn.Module):
@@ -118,4 +123,5 @@ class MLPconnector(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """[N, D_vit] → [N, D]."""
-        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+        h = self.activation_fn(linear(hidden_states, self.fc1.weight, self.fc1.bias))
+        return linear(h, self.fc2.weight, self.fc2.bias)

@@ -38,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 
 from unimage.model.attention import AttentionLayout, ResolvedBackend, attention_dtype, packed_attention
 from unimage.model.config import LLMConfig
+from unimage.model.cpu_gemm import linear
 
 __all__ = [
     "KVPair",
@@ -256,7 +257,8 @@ class SwiGLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[N, D] → [N, D]. Gate and up are two matmuls (as Qwen2): concatenating their weights on every call would
         copy 2·I·D weights per forward (about 270 MB per expert and layer at 7B) and a second time in backward."""
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = linear(x, self.gate_proj.weight)  # [N, I]
+        return linear(F.silu(gate) * linear(x, self.up_proj.weight), self.down_proj.weight)
 
 
 ########################################################################################################################
@@ -332,7 +334,11 @@ class MoTAttention(nn.Module):
         k_all = k if past is None else torch.cat([past[0], k])  # [Lk, Hkv, Dh]
         v_all = v if past is None else torch.cat([past[1], v])
         attn = packed_attention(q, k_all, v_all, layout, backend).reshape(-1, hq * dh)  # [Lq, Hq·Dh]
-        out = routing.run(routing.to_experts(attn), self.o_proj, self.o_proj_moe_gen)  # [Lq, D], expert order
+        out = routing.run(
+            routing.to_experts(attn),
+            lambda a: linear(a, self.o_proj.weight),
+            lambda a: linear(a, self.o_proj_moe_gen.weight),
+        )  # [Lq, D], expert order
         return out, (k, v)
 
     def _qkv(self, x: Tensor, qp: nn.Linear, kp: nn.Linear, vp: nn.Linear, qn: nn.Module, kn: nn.Module) -> Tensor:
@@ -344,9 +350,9 @@ class MoTAttention(nn.Module):
         """
         hq, hkv, dh = self.num_heads, self.num_kv_heads, self.head_dim
         if torch.is_grad_enabled():
-            y = F.linear(x, torch.cat([qp.weight, kp.weight, vp.weight]), torch.cat([qp.bias, kp.bias, vp.bias]))
+            y = linear(x, torch.cat([qp.weight, kp.weight, vp.weight]), torch.cat([qp.bias, kp.bias, vp.bias]))
         else:
-            y = torch.cat([qp(x), kp(x), vp(x)], dim=-1)
+            y = torch.cat([linear(x, p.weight, p.bias) for p in (qp, kp, vp)], dim=-1)
         if not isinstance(qn, RMSNorm) or not isinstance(kn, RMSNorm):  # qk_norm off
             return y
         n_qk = (hq + hkv) * dh

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from unimage.model.attention import AttentionLayout, ResolvedBackend, resolve_backend
 from unimage.model.config import ModelConfig
+from unimage.model.cpu_gemm import linear
 from unimage.model.embeddings import MLPconnector, PositionEmbedding, TimestepEmbedder
 from unimage.model.mot import KVPair, MoTForCausalLM, Routing, rope_inv_freq
 from unimage.model.packing import PackedBatch
@@ -145,7 +146,7 @@ class UniMAGE(nn.Module):
             out = out.index_copy(0, batch.vit_indexes, vit.to(out.dtype))
         if batch.vae_indexes.numel():
             lat = (
-                self.vae2llm(vae_inputs.to(dtype))
+                linear(vae_inputs.to(dtype), self.vae2llm.weight, self.vae2llm.bias)
                 + self.time_embedder(vae_t)
                 + self.latent_pos_embed(batch.vae_position_ids)
             )  # [Nl, D]
@@ -243,13 +244,13 @@ class UniMAGE(nn.Module):
         n_ce = int(batch.ce_indexes.numel())
         ce_sum = zero
         if n_ce:
-            logits = self.language_model.lm_head(hidden[batch.ce_indexes])  # [Nce, V]
+            logits = linear(hidden[batch.ce_indexes], self.language_model.lm_head.weight)  # [Nce, V]
             ce_sum = F.cross_entropy(logits.float(), batch.ce_labels, reduction="sum")
         noisy = batch.vae_token_noisy
         n_mse = int(noisy.sum())
         mse_sum = zero
         if n_mse:
-            pred = self.llm2vae(hidden[batch.vae_indexes[noisy]])  # [Nmse, Pl]
+            pred = linear(hidden[batch.vae_indexes[noisy]], self.llm2vae.weight, self.llm2vae.bias)  # [Nmse, Pl]
             mse_sum = (pred.float() - target[noisy].float()).pow(2).mean(-1).sum()
         ce = ce_sum / max(n_ce, 1)
         mse = mse_sum / max(n_mse, 1)

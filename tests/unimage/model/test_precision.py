@@ -16,6 +16,7 @@ from tests._helpers.model import tiny_model
 from unimage.model import attention as attention_mod
 from unimage.model.attention import AttentionLayout, packed_attention
 from unimage.model.cache import Context, prefill
+from unimage.model.cpu_gemm import set_fp32_gemm
 from unimage.model.generation import CfgOptions, ImageRequest, generate_image, generate_images
 from unimage.model.packing import CleanVaeImage, NoisyVaeImage, Text, VitImage, pack
 
@@ -116,8 +117,16 @@ def _batch(model):
     return pack(samples, model.config)
 
 
+@pytest.fixture
+def native_bf16_kernels():
+    """The native bf16 kernels (``cpu_gemm`` off): the dtype BAGEL's casts give is the one the kernel receives."""
+    set_fp32_gemm(False)
+    yield
+    set_fp32_gemm(None)
+
+
 @pytest.mark.parametrize("autocast", [False, True])
-def test_one_dtype_reaches_the_sdpa_kernel(monkeypatch, autocast):
+def test_one_dtype_reaches_the_sdpa_kernel(monkeypatch, autocast, native_bf16_kernels):
     """Under autocast the RMSNorm weight multiply promoted q, k to fp32 beside a bf16 v; BAGEL casts all three to
     bf16. Without autocast every tensor keeps the fp32 activation dtype."""
     model = tiny_model().train()
@@ -156,7 +165,7 @@ def _varlen_recorder(seen):
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "flex", "flash"])
-def test_mixed_input_dtypes_under_autocast_every_backend(monkeypatch, backend):
+def test_mixed_input_dtypes_under_autocast_every_backend(monkeypatch, backend, native_bf16_kernels):
     """q, k in fp32 and v in bf16 (what autocast produced before the cast): each backend gets one dtype and
     returns it, including flash's two-call (causal + full) path that allocated its output in q's dtype."""
     g = torch.Generator().manual_seed(0)
@@ -173,3 +182,31 @@ def test_mixed_input_dtypes_under_autocast_every_backend(monkeypatch, backend):
     if backend != "flex":
         assert seen and all(d == (torch.bfloat16,) * 3 for d in seen)
     torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
+
+
+def test_fp32_gemm_kernel_gets_bf16_values_in_fp32(monkeypatch):
+    """With ``cpu_gemm`` on, the attention kernel runs in fp32 on values that are exactly bf16 (the casts BAGEL makes
+    still happen first) and hands back bf16; it agrees with the native bf16 kernel within bf16 rounding."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(8, 4, 8, generator=g), torch.randn(8, 2, 8, generator=g), torch.randn(8, 2, 8, generator=g)
+    layout = _layout_mixed()
+    set_fp32_gemm(False)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            native = packed_attention(q, k, v.bfloat16(), layout, "sdpa")
+        set_fp32_gemm(True)
+        seen: list[torch.Tensor] = []
+        real = F.scaled_dot_product_attention
+
+        def rec(q, k, v, *args, **kwargs):
+            seen.extend([q, k, v])
+            return real(q, k, v, *args, **kwargs)
+
+        monkeypatch.setattr(attention_mod.F, "scaled_dot_product_attention", rec)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = packed_attention(q, k, v.bfloat16(), layout, "sdpa")
+    finally:
+        set_fp32_gemm(None)
+    assert seen and all(t.dtype == torch.float32 and torch.equal(t, t.bfloat16().float()) for t in seen)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), native.float(), atol=2e-2, rtol=2e-2)
