@@ -264,7 +264,7 @@ def test_a_passed_check_is_cached_and_a_failed_one_is_not(tmp_path, monkeypatch)
     assert len(calls) == 4  # changed config: checked again
     doc["arms"]["no_id"]["overrides"]["train.model.icl_step"] = 30
     for _ in range(2):  # a failure is not remembered
-        with pytest.raises(SweepError, match="did you mean 'train.model.icl_steps'"):
+        with pytest.raises(SweepError, match=r"did you mean 'train\.model\.icl_steps'"):
             parse(doc)
     monkeypatch.setenv(schema_fit.CACHE_ENV, "off")
     parse(typed_doc())
@@ -303,6 +303,15 @@ def test_dry_run_refuses_a_typo_with_exit_code_2(tmp_path, capsys):
         f"error: sweep {path}: arms.no_id_prompting.overrides: unknown key 'train.model.id_prompt' "
         "(did you mean 'train.model.id_prompting'?)" in err
     )
+
+
+def test_arm_and_stage_names_on_the_command_line_get_suggestions(capsys):
+    sweep = parse(typed_doc())
+    with pytest.raises(SweepError, match=r"unknown arm\(s\) \['ful'\] \(did you mean 'full'\?\)"):
+        sweep.select(["ful"])
+    smoke = str(REPO / "ablations" / "sweeps" / "smoke.yaml")
+    assert cli.main([smoke, "--dry-run", "--stages", "data,trian"]) == 2
+    assert "--stages: unknown stage(s) ['trian'] (did you mean 'train'?)" in capsys.readouterr().err
 
 
 ##### the checker on its own
