@@ -42,7 +42,7 @@ from bench.quirks import QUIRKS, active_fixes, check_fixes
 from bench.results import UnitStore, write_json, write_jsonl
 from bench.runners import RUNNERS, ChunkResult, Record, RunContext, StoryJob, no_images_record
 from formats.perstory import write_per_story
-from formats.results import ALIGNMENT_SUBSCORES
+from formats.results import ALIGNMENT_SUBSCORES, RESULTS_ROW_FILE
 from formats.vistory import TIMESTAMP_RE
 
 METRICS: tuple[str, ...] = ("csd", "cids", "occm", "prompt_align", "aesthetic", "diversity")
@@ -452,7 +452,7 @@ def _write_outputs(
     )
     report.row, report.summary = row, summary
     write_json(out / "summary.json", summary)
-    write_json(out / "results_row.json", row)
+    write_json(out / RESULTS_ROW_FILE, row)
     write_json(
         out / "issues.json",
         {"skipped_stories": skipped, "counts": count_issues(issues), "issues": [i.record() for i in issues]},
@@ -502,9 +502,9 @@ def _provenance(cfg: EvalConfig, run: RunDir, backbones: Backbones, judge: Judge
 
 def load_row(out: str | Path) -> dict[str, Any]:
     """Read ``results_row.json`` of a finished evaluation."""
-    data = json.loads((Path(out) / "results_row.json").read_text(encoding="utf-8"))
+    data = json.loads((Path(out) / RESULTS_ROW_FILE).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{out}/results_row.json: expected an object")
+        raise ValueError(f"{out}/{RESULTS_ROW_FILE}: expected an object")
     return data
 
 
