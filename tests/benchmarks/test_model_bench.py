@@ -155,9 +155,10 @@ def test_attention_backend_forward(benchmark, backend):
     for _ in range(5):
         packed_attention(q, k, v, layout, "sdpa")
     sdpa_s = (time.perf_counter() - t0) / 5
+    kernel = backend
     if backend == "sdpa_dense":
-        layout, backend = dataclasses.replace(layout, per_doc=False, _memo={}), "sdpa"
-    out = benchmark.pedantic(lambda: packed_attention(q, k, v, layout, backend), rounds=5, iterations=1)
+        layout, kernel = dataclasses.replace(layout, per_doc=False, _memo={}), "sdpa"
+    out = benchmark.pedantic(lambda: packed_attention(q, k, v, layout, kernel), rounds=5, iterations=1)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     info = {"tokens": n, "ms": benchmark.stats.stats.mean * 1e3, "over_sdpa": benchmark.stats.stats.mean / sdpa_s}
     benchmark.extra_info.update(info)

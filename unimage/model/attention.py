@@ -3,10 +3,14 @@
 The mask is never stored as an L×L matrix in the batch. It is described by per-token metadata (``AttentionLayout``)
 and each backend turns that into what its kernel needs:
 
-- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` once per document (sample) on its own keys, with
-  that document's [Lq_d, Lk_d] boolean mask (none when all-visible). Cost and memory are Σ_d Lq_d·Lk_d, linear in
-  the number of samples of a pack, as BAGEL's per-sample ``nested`` path; contiguous documents are sliced, not
-  gathered. ``per_doc=False`` keeps the single dense-masked call over the whole pack as the reference.
+- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` once per query split (a contiguous run of one split
+  id) on the keys that split sees (``_split_plan``): an image split runs unmasked over its visible prefix and itself,
+  a text split as an ``is_causal`` call over prefix ++ split (the prefix rows ride along as queries and their outputs
+  are dropped; SDPA with a bool mask costs ~2.6x per score on CPU), and only a split that is neither keeps its
+  boolean [n, m] block as the mask. Cost and memory are linear in the number of samples of a pack, as BAGEL's
+  per-sample ``nested`` path; contiguous key sets are sliced, not gathered. ``per_doc=False`` keeps the single
+  dense-masked call over the whole pack as the reference. On a CPU without bf16 matmul the kernel runs in fp32 on the
+  bf16 values (``cpu_gemm``).
 - ``flex``: a ``BlockMask`` from the same rule as a ``mask_mod`` and ``flex_attention`` (GPU training; forward-only on
   CPU, where torch has no flex backward). Compiled once per process on CUDA, where the compiled mask builder never
   materialises L×L; on CPU (eager, which would) one flex call per document.
