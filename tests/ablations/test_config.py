@@ -76,15 +76,24 @@ def test_external_arm_has_no_train_or_generate():
     [
         (lambda d: d.update(bogus=1), "unknown key 'bogus'; allowed: ['arms', 'base',"),
         (lambda d: d["arms"].update(x={"overides": {}}), "arms.x: unknown key 'overides' (did you mean 'overrides'?)"),
-        (lambda d: d["arms"].update(x={"overrides": {"trian.model.lr": 1}}), "arms.x.overrides: unknown key 'trian.model.lr' (did you mean 'train.model.lr'?)"),
+        (
+            lambda d: d["arms"].update(x={"overrides": {"trian.model.lr": 1}}),
+            "arms.x.overrides: unknown key 'trian.model.lr' (did you mean 'train.model.lr'?)",
+        ),
         (lambda d: d["base"].update(evaluate={"era": "D"}), "base.evaluate.era: 'D' is not one of"),
         (lambda d: d["base"].update(evaluate={"metrics": ["csd", "fid"]}), "base.evaluate.metrics.1: 'fid' is not one"),
         (lambda d: d["base"].update(evaluate={"backbones": "official"}), "base.evaluate.weights"),
         (lambda d: d["base"].update(evaluate={"judge": "none"}), "prompt_align needs a judge"),
-        (lambda d: d.update(stages=["train", "deploy"]), "stages.1: 'deploy' is not one of ['data', 'train', 'generate', 'evaluate']"),
+        (
+            lambda d: d.update(stages=["train", "deploy"]),
+            "stages.1: 'deploy' is not one of ['data', 'train', 'generate', 'evaluate']",
+        ),
         (lambda d: d["arms"].update({"bad name": {}}), "'bad name' is not a plain folder name"),
         (lambda d: d["arms"].update(x={"external": {"method": "m"}}), "arms.x.external.outputs: required"),
-        (lambda d: d["arms"].update(x={"overrides": {"seed.value": 1}}), "override 'seed.value': 'seed' is int, not a mapping"),
+        (
+            lambda d: d["arms"].update(x={"overrides": {"seed.value": 1}}),
+            "override 'seed.value': 'seed' is int, not a mapping",
+        ),
         (lambda d: d["base"]["train"].pop("config"), "stage 'train' needs train.config"),
     ],
 )
