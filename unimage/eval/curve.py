@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import shutil
 import sys
 import time
@@ -92,9 +93,11 @@ def probe(
     Raises:
         FileNotFoundError: No ``checkpoints/last.ckpt`` yet, or ``data`` is not a SynthStory folder with an eval set.
     """
+    import torch
+
     from unimage.infer.config import SamplingConfig
     from unimage.infer.vistory import generate_vistory
-    from unimage.train.export import export_checkpoint, load_checkpoint_file
+    from unimage.train.export import export_checkpoint
 
     run, data = Path(run_dir), Path(data)
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -103,7 +106,8 @@ def probe(
     gt_dir = data / "eval" / "ground_truth"
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{data}: not a SynthStory folder (no eval/ground_truth/)")
-    step = int(load_checkpoint_file(ckpt)["global_step"])
+    # mmap: only the step is read here (the tensors stay on disk until the export loads the file)
+    step = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     rows = read_curve(run)
     if any(int(r["step"]) == step for r in rows):
         return None
@@ -141,8 +145,6 @@ def probe(
 
 
 def _image_size(gt_path: Path) -> int:
-    import json
-
     width, height = json.loads(gt_path.read_text(encoding="utf-8"))["image_size"]
     if width != height:
         raise ValueError(f"{gt_path}: keyframes are {width}x{height}; the curve renders square keyframes")
@@ -150,8 +152,6 @@ def _image_size(gt_path: Path) -> int:
 
 
 def _complete(run: Path) -> bool:
-    import json
-
     status = run / "train_status.json"
     return status.is_file() and bool(json.loads(status.read_text(encoding="utf-8")).get("complete"))
 
