@@ -262,7 +262,8 @@ def fit_config(
             (``model.seed`` seeds everything a run draws: init, data order, splits, dropout, flow noise; without it
             every seed of an arm would train the same model).
         run_dir: ``<arm>/checkpoints/``; training derives every path from it (checkpoints, export, logs).
-        synthstory: the data stage's SynthStory folder, used as ``data.synthstory`` unless that is set.
+        synthstory: the data stage's SynthStory folder, used as ``data.synthstory`` unless that is set, and for
+            ``{data}`` in ``model.tokenizer`` (``"{data}/tokenizer"``: the BPE tokenizer the set was drawn with).
     """
     section = {k: v for k, v in section.items() if k != "config"}
     cfg = deep_merge(base, section)
@@ -273,6 +274,11 @@ def fit_config(
     data = cfg.setdefault("data", {})
     if data.get("synthstory") is None and synthstory is not None:
         data["synthstory"] = synthstory
+    tok = (cfg.get("model") or {}).get("tokenizer")
+    if isinstance(tok, str) and "{data}" in tok:
+        if synthstory is None:
+            raise ValueError(f"train.model.tokenizer {tok!r} names {{data}}, but the sweep has no data stage")
+        cfg["model"]["tokenizer"] = tok.replace("{data}", synthstory)
     return cfg
 
 

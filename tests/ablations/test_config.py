@@ -161,3 +161,19 @@ def test_bundled_sweeps_parse(name):
         assert sweep.arms["unimage_wo_idp"].published_as == "UniMAGE w/o ID-P"
         ext = [a for a in sweep.arms.values() if a.external]
         assert {a.published_as for a in ext} >= {"StoryDiffusion", "Story2Board", "SEED-Story"}
+
+
+def test_fit_config_fills_the_data_stage_folder_into_the_tokenizer_path():
+    from ablations.config import fit_config
+
+    section = {"config": "x.yaml", "model": {"tokenizer": "{data}/tokenizer", "icl_steps": 3}}
+    cfg = fit_config(section, {"model": {"size": "small-synth"}}, 2, "/r/ckpt", "/s/_data/synthstory-ab")
+    assert cfg["model"] == {
+        "size": "small-synth",
+        "tokenizer": "/s/_data/synthstory-ab/tokenizer",
+        "icl_steps": 3,
+        "seed": 2,
+    }
+    assert cfg["data"]["synthstory"] == "/s/_data/synthstory-ab" and section["model"]["tokenizer"] == "{data}/tokenizer"
+    with pytest.raises(ValueError, match="no data stage"):
+        fit_config(section, {}, 0, "/r", None)

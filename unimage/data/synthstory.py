@@ -13,6 +13,8 @@
     <out>/eval/ViStory/<NN>/image/<Key>/00.jpg  character reference images (or 00.png: ``ref_format``)
     <out>/eval/ground_truth/<NN>.json           boxes, character ids and counts per shot
     <out>/eval/scripts/<NN>.txt                 the story as a UniMAGE script
+    <out>/tokenizer/                            a BPE tokenizer trained on the training texts (only when
+                                                 ``tokenizer_vocab`` > 0)
     <out>/eval/outputs/ground_truth/base/en/20000101_000000/<NN>/shots/shot_NN.png
                                                  the exact keyframes in the ViStoryBench *output* layout (a
                                                  "perfect method" for testing metrics), with script.txt and
@@ -32,6 +34,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +146,9 @@ def generate(out_dir: str | os.PathLike[str], config: SynthStoryConfig | None = 
         writer.image(train_root / rel, partial(render_shot, story, story.shots[0]))
         rows.append({"kind": "pair", "id": story.story_id, "text": pair_text(story), "image": rel})
     writer.text(train_root / "pairs.jsonl", _jsonl(rows))
+    if config.tokenizer_vocab:
+        texts = [script_text(s) for s in specs["train"] + specs["text"]] + [r["text"] for r in rows]
+        writer.directory(out / "tokenizer", partial(_write_tokenizer, texts=texts, vocab_size=config.tokenizer_vocab))
 
     eval_root = out / "eval"
     gt = OutputWriter(eval_root / "outputs", *GT_OUTPUT_RUN)
@@ -180,11 +186,10 @@ def generate(out_dir: str | os.PathLike[str], config: SynthStoryConfig | None = 
 
 
 def _meta(config: SynthStoryConfig) -> dict[str, Any]:
-    return {
-        "generator": "unimage.data.synthstory",
-        "format_version": FORMAT_VERSION,
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
-    }
+    fields = json.loads(json.dumps(dataclasses.asdict(config)))
+    if not fields["tokenizer_vocab"]:
+        del fields["tokenizer_vocab"]  # so folders written before the field existed still resume
+    return {"generator": "unimage.data.synthstory", "format_version": FORMAT_VERSION, "config": fields}
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
@@ -202,6 +207,12 @@ def encode_image(image: Image.Image, fmt: str = "png") -> bytes:
     else:
         raise ValueError(f"unknown image format {fmt!r}; expected 'png' or 'jpg'")
     return buf.getvalue()
+
+
+def _write_tokenizer(directory: Path, *, texts: list[str], vocab_size: int) -> None:
+    from unimage.script.tiny_tokenizer import write_tiny_qwen2_tokenizer
+
+    write_tiny_qwen2_tokenizer(directory, vocab_size=vocab_size, corpus=texts, with_vision_tokens=True)
 
 
 def _write_gt_shot(gt: OutputWriter, story: StorySpec, shot: ShotSpec) -> None:
@@ -226,6 +237,17 @@ class _Writer:
             self.report.files_skipped += 1
             return
         atomic_write_text(path, text)
+        self.report.files_written += 1
+
+    def directory(self, path: Path, write: Callable[[Path], object]) -> None:
+        """Have ``write`` fill a temporary sibling of ``path``, then rename it: a folder that exists is complete."""
+        if path.exists():
+            self.report.files_skipped += 1
+            return
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        os.replace(tmp, path)
         self.report.files_written += 1
 
     def once(self, path: Path, write: Callable[[], object]) -> None:

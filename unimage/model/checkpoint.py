@@ -683,6 +683,20 @@ def save_bagel_dir(
 # -------------------------------------------------------------------------------------------------------- tiny dirs
 
 
+def config_for_tokenizer(base: ModelConfig, tok: ScriptTokenizer) -> ModelConfig:
+    """``base`` with the special token ids of ``tok`` and at least its vocabulary (rounded up to a multiple of 64).
+
+    A model built from a named size for a tokenizer of its own (``unimage fit --model.tokenizer DIR``, tiny BAGEL
+    directories): the embedding needs a row for every id, and BAGEL's chat/vision ids are wherever the tokenizer put
+    them.
+    """
+    vocab = max(base.llm.vocab_size, -(-tok.vocab_size // 64) * 64)
+    tokens = SpecialTokens(
+        im_start=tok.im_start_id, im_end=tok.im_end_id, vision_start=tok.vision_start_id, vision_end=tok.vision_end_id
+    )
+    return replace(base, llm=replace(base.llm, vocab_size=vocab), tokens=tokens)
+
+
 def write_tiny_bagel_dir(path: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a random BAGEL-layout directory of a small named size (tests, examples, offline demos).
 
@@ -706,13 +720,7 @@ def write_tiny_bagel_dir(path: str | Path, size: str = "tiny", seed: int = 0) ->
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_qwen2_tokenizer(directory, with_vision_tokens=True)
-    tok = HFTokenizer.from_directory(directory)
-    base = get_config(size)
-    vocab = max(base.llm.vocab_size, -(-tok.vocab_size // 64) * 64)
-    tokens = SpecialTokens(
-        im_start=tok.im_start_id, im_end=tok.im_end_id, vision_start=tok.vision_start_id, vision_end=tok.vision_end_id
-    )
-    config = replace(base, llm=replace(base.llm, vocab_size=vocab), tokens=tokens)
+    config = config_for_tokenizer(get_config(size), HFTokenizer.from_directory(directory))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = UniMAGE(config)

@@ -113,6 +113,10 @@ class UniMAGETrainModule(pl.LightningModule):
     Args:
         size: Named model size (``tiny``, ``small``, ``bagel-7b-mot``) when ``init_from`` is None (random init).
         init_from: A BAGEL-layout directory to start from (weights, VAE, tokenizer); overrides ``size``.
+        tokenizer: A Hugging Face tokenizer directory for a model built from ``size`` (None: the offline byte
+            tokenizer). The vocabulary and BAGEL's special ids are set from it, and the export ships it (e.g. the
+            BPE tokenizer a SynthStory set writes with ``tokenizer_vocab``). Not with ``init_from``, which brings its
+            own.
         id_prompting: In-Context ID Prompting (the ablation flag; also written into the exported config).
         icl_steps: Optimiser steps of Interleaved Concept Learning.
         del_steps: Optimiser steps of Disentangled Expert Learning.
@@ -141,6 +145,7 @@ class UniMAGETrainModule(pl.LightningModule):
         self,
         size: str = "tiny",
         init_from: str | None = None,
+        tokenizer: str | None = None,
         id_prompting: bool = False,
         icl_steps: int = 30000,
         del_steps: int = 10000,
@@ -178,12 +183,22 @@ class UniMAGETrainModule(pl.LightningModule):
             "timestep_shift": timestep_shift,
             "attention_backend": attention_backend,
         }
+        if init_from is not None and tokenizer is not None:
+            raise ValueError("model.tokenizer is for a model built from model.size; model.init_from brings its own")
         if init_from is not None:
             if not Path(init_from).is_dir():
                 raise FileNotFoundError(f"model.init_from: BAGEL checkpoint directory not found: {init_from}")
             self.model_config = _config_from_dir(init_from, changes)
             tok_files = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
             self.tokenizer_dir = init_from if any((Path(init_from) / f).is_file() for f in tok_files) else None
+        elif tokenizer is not None:
+            from unimage.model.checkpoint import config_for_tokenizer
+            from unimage.script.tokenizer import HFTokenizer
+
+            if not Path(tokenizer).is_dir():
+                raise FileNotFoundError(f"model.tokenizer: tokenizer directory not found: {tokenizer}")
+            self.model_config = config_for_tokenizer(get_config(size, **changes), HFTokenizer.from_directory(tokenizer))
+            self.tokenizer_dir = tokenizer
         else:
             self.model_config = get_config(size, **changes)
             self.tokenizer_dir = None

@@ -323,3 +323,31 @@ def test_appearance_none_names_characters_without_their_look():
                 assert line_a == line_b
                 if line_a.startswith(("<Frame", "<Video")):  # shot texts never repeat a look
                     assert not any(f" {c} " in line_a for c in colours | set(HEAD_SHAPES))
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+def test_tokenizer_vocab_writes_a_bpe_tokenizer_of_whole_words(tmp_path):
+    """``tokenizer_vocab`` trains a Qwen2-style BPE on the training texts: whole SynthStory words become one token,
+    every script token stays one id, a script is several times shorter than in bytes, and the folder is
+    deterministic (a second set drawn into an empty folder has the same tokenizer bytes)."""
+    from unimage.script.tokenizer import load_tokenizer
+
+    cfg = SynthStoryConfig(seed=3, train_stories=40, eval_stories=1, image_size=64, tokenizer_vocab=600)
+    generate(tmp_path / "a", cfg)
+    tok = load_tokenizer(str(tmp_path / "a" / "tokenizer"))
+    script = json.loads((tmp_path / "a" / "train" / "interleaved.jsonl").read_text().splitlines()[0])["script"]
+    ids = tok.encode(script)
+    assert tok.decode(ids) == script
+    pieces = [tok.decode([i]) for i in ids]
+    for word in (" figure", " head", " body", " stands", "<Character1>", "<Frame1>", "<Environment1>"):
+        assert word in pieces, word
+    assert len(load_tokenizer(None).encode(script)) > 2.5 * len(ids)
+    generate(tmp_path / "b", cfg)
+    assert _tree(tmp_path / "a" / "tokenizer") == _tree(tmp_path / "b" / "tokenizer")
+    assert not list((tmp_path / "a").glob(".tokenizer.tmp-*"))
+    # without it: no folder, and the metadata of older sets (no such field) still matches, so they resume
+    generate(tmp_path / "c", dataclasses.replace(cfg, tokenizer_vocab=0))
+    assert not (tmp_path / "c" / "tokenizer").exists()
+    assert "tokenizer_vocab" not in json.loads((tmp_path / "c" / "synthstory.json").read_text())["config"]
+    with pytest.raises(ValueError, match="tokenizer_vocab"):
+        SynthStoryConfig(tokenizer_vocab=100)

@@ -139,6 +139,33 @@ def test_init_from_a_bagel_dir_trains_and_exports_with_its_tokenizer(tiny_set, t
     assert "language_model.model.layers.0.mlp.up_proj.weight" in moved  # trained (no EMA: raw weights exported)
 
 
+def test_a_size_built_model_trains_with_a_tokenizer_of_its_own_and_exports_it(tiny_set, tmp_path):
+    """``model.tokenizer``: the vocabulary and BAGEL's special ids come from the tokenizer, the data is encoded with
+    it, and the export ships it, so the Director reads the script the way training did."""
+    from unimage.script.tiny_tokenizer import write_tiny_qwen2_tokenizer
+    from unimage.script.tokenizer import load_tokenizer
+    from unimage.train.module import UniMAGETrainModule
+
+    scripts = [json.loads(line)["script"] for line in (tiny_set / "train" / "interleaved.jsonl").open()]
+    tok_dir = write_tiny_qwen2_tokenizer(tmp_path / "tok", vocab_size=700, corpus=scripts, with_vision_tokens=True)
+    tok = load_tokenizer(str(tok_dir))
+    module = _module(tokenizer=str(tok_dir), icl_steps=1, del_steps=0)
+    cfg = module.model_config
+    assert cfg.llm.vocab_size >= tok.vocab_size and cfg.llm.vocab_size % 64 == 0
+    assert (cfg.tokens.im_start, cfg.tokens.vision_start) == (tok.im_start_id, tok.vision_start_id)
+    assert cfg.tokens.im_start != UniMAGETrainModule(size="tiny").model_config.tokens.im_start  # not the byte ids
+    dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
+    export = BagelExport()
+    _trainer(tmp_path / "run", max_steps=1, callbacks=[export]).fit(module, datamodule=dm)
+    ckpt = load_bagel_dir(export.exported, load_tokenizer=True)
+    assert ckpt.tokenizer is not None and ckpt.tokenizer.encode(scripts[0]) == tok.encode(scripts[0])
+    assert ckpt.config.llm.vocab_size == cfg.llm.vocab_size
+    with pytest.raises(ValueError, match="init_from brings its own"):
+        _module(tokenizer=str(tok_dir), init_from=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"model\.tokenizer"):
+        _module(tokenizer=str(tmp_path / "missing"))
+
+
 def test_gradient_accumulation_keeps_stages_aligned(tiny_set, tmp_path):
     module = _module(icl_steps=1, del_steps=1)
     dm = UniMAGEDataModule(synthstory=str(tiny_set), packer=PACKER, images=IMAGES, binding=module.data_binding())
