@@ -522,7 +522,10 @@ def _check_train(data: dict[str, Any], arms: list[ArmSpec], path: Path, where: s
         yaml_path = resolve_path(str(arm.config["train"]["config"]), path)
         docs[str(yaml_path)] = _read_train_yaml(yaml_path, at.child("train.config"))
         synth = "<data stage>/synthstory" if arm.config["data"]["synthstory"] is not None else None
-        cfg = fit_config(arm.config["train"], docs[str(yaml_path)], arm.config["seed"], "<arm>/checkpoints", synth)
+        try:
+            cfg = fit_config(arm.config["train"], docs[str(yaml_path)], arm.config["seed"], "<arm>/checkpoints", synth)
+        except ValueError as e:
+            at.child("train").fail(str(e))
         merged.setdefault(config_hash(cfg), (at, cfg))
     check_train(where, base_train, overrides, docs, list(merged.values()))
 

@@ -177,3 +177,14 @@ def test_fit_config_fills_the_data_stage_folder_into_the_tokenizer_path():
     assert cfg["data"]["synthstory"] == "/s/_data/synthstory-ab" and section["model"]["tokenizer"] == "{data}/tokenizer"
     with pytest.raises(ValueError, match="no data stage"):
         fit_config(section, {}, 0, "/r", None)
+
+
+def test_a_data_tokenizer_without_a_data_stage_is_a_located_sweep_error():
+    doc = yaml.safe_load((REPO / "ablations/sweeps/synth-long.yaml").read_text(encoding="utf-8"))
+    doc["stages"] = ["train", "generate", "evaluate"]
+    doc["base"]["data"] = {}
+    doc["base"]["evaluate"]["dataset"] = "somewhere"
+    doc.pop("controls")
+    del doc["arms"]["ground_truth"]
+    with pytest.raises(SweepError, match=r"arms\.full\.train: .*names \{data\}, but the sweep has no data stage"):
+        parse_sweep(doc, REPO / "ablations/sweeps/synth-long.yaml")
