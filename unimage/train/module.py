@@ -28,7 +28,7 @@ import json
 import math
 import resource
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +117,9 @@ class UniMAGETrainModule(pl.LightningModule):
             tokenizer). The vocabulary and BAGEL's special ids are set from it, and the export ships it (e.g. the
             BPE tokenizer a SynthStory set writes with ``tokenizer_vocab``). Not with ``init_from``, which brings its
             own.
+        latent_scaling: For a size-built model with the synth autoencoder: how its fit scales the latent
+            channels (``SynthAEConfig.scaling``: ``channel`` gives every component variance 1, ``global`` keeps
+            the leading colour components dominant). None keeps the size's own.
         id_prompting: In-Context ID Prompting (the ablation flag; also written into the exported config).
         icl_steps: Optimiser steps of Interleaved Concept Learning.
         del_steps: Optimiser steps of Disentangled Expert Learning.
@@ -146,6 +149,7 @@ class UniMAGETrainModule(pl.LightningModule):
         size: str = "tiny",
         init_from: str | None = None,
         tokenizer: str | None = None,
+        latent_scaling: Literal["channel", "global"] | None = None,
         id_prompting: bool = False,
         icl_steps: int = 30000,
         del_steps: int = 10000,
@@ -202,6 +206,14 @@ class UniMAGETrainModule(pl.LightningModule):
         else:
             self.model_config = get_config(size, **changes)
             self.tokenizer_dir = None
+        if latent_scaling is not None:
+            if init_from is not None or self.model_config.ae != "synth":
+                raise ValueError(
+                    "model.latent_scaling is for a model built from model.size with the synth autoencoder "
+                    f"(size {size!r} has ae={self.model_config.ae!r}; init_from brings its fitted latent)"
+                )
+            synth_ae = replace(self.model_config.synth_ae, scaling=latent_scaling)
+            self.model_config = self.model_config.replace(synth_ae=synth_ae)
         self._config_changes = changes
         self.model: UniMAGE | None = None
         self.vae: Autoencoder | None = None

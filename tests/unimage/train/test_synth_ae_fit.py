@@ -19,10 +19,12 @@ from unimage.train.export import BagelExport, export_checkpoint
 from unimage.train.synth_fit import FIT_DIR, training_autoencoder, training_keyframes
 
 
-def _fit(root, steps: int = 1):
+def _fit(root, steps: int = 1, **module_args):
     from unimage.train.module import UniMAGETrainModule
 
-    module = UniMAGETrainModule(size="tiny-synth", icl_steps=steps, del_steps=0, lr=1e-3, attention_backend="sdpa")
+    module = UniMAGETrainModule(
+        size="tiny-synth", icl_steps=steps, del_steps=0, lr=1e-3, attention_backend="sdpa", **module_args
+    )
     dm = UniMAGEDataModule(
         synthstory=str(root.parent / "synth"), packer=PACKER, images=IMAGES, binding=module.data_binding()
     )
@@ -93,3 +95,29 @@ def test_flux_size_still_builds_the_flux_vae():
     module = UniMAGETrainModule(size="tiny", icl_steps=1, del_steps=0)
     module.configure_model()
     assert isinstance(module.vae, FluxVAE)
+
+
+def test_latent_scaling_changes_the_fit_only_for_a_size_built_synth_model():
+    from unimage.train.module import UniMAGETrainModule
+
+    module = UniMAGETrainModule(size="tiny-synth", latent_scaling="global", icl_steps=1, del_steps=0)
+    assert module.model_config.synth_ae.scaling == "global"
+    assert UniMAGETrainModule(size="tiny-synth", icl_steps=1, del_steps=0).model_config.synth_ae.scaling == "channel"
+    with pytest.raises(ValueError, match=r"latent_scaling is for a model built from model\.size with the synth"):
+        UniMAGETrainModule(size="tiny", latent_scaling="global", icl_steps=1, del_steps=0)
+
+
+@pytest.mark.slow
+def test_global_latent_scaling_fits_one_common_scale_with_the_same_reconstruction(tiny_set, tmp_path):
+    (tmp_path / "synth").symlink_to(tiny_set)
+    channel, _, _ = _fit(tmp_path / "channel")
+    (tmp_path / "glob").mkdir()
+    (tmp_path / "glob" / "synth").symlink_to(tiny_set)
+    glob, _, _ = _fit(tmp_path / "glob" / "run", latent_scaling="global")
+    assert isinstance(channel.vae, SynthAE) and isinstance(glob.vae, SynthAE)
+    # One scale for all channels: the root-mean-square of the per-channel standard deviations.
+    rms = channel.vae.scale.double().square().mean().sqrt()
+    assert torch.allclose(glob.vae.scale.double(), rms.expand_as(glob.vae.scale), rtol=1e-6)
+    assert torch.equal(glob.vae.basis, channel.vae.basis)  # the same subspace: the same reconstruction
+    record = json.loads((tmp_path / "glob" / "run" / FIT_DIR / "fit.json").read_text())
+    assert record["scaling"] == "global"
