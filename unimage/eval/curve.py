@@ -10,7 +10,8 @@ Why: the question "has the model learnt to draw the figures yet?" (issue 11: syn
 Each probe exports ``<run>/checkpoints/last.ckpt`` (EMA weights, as the run's own export), renders the first
 ``stories`` eval stories with a fixed noise seed (so successive rows differ by the weights only), scores them with
 `unimage.data.synthoracle`, and appends ``step, <metrics>, stories, shots, seconds`` to ``<run>/keyframe_curve.csv``
-(rewritten atomically). A step already in the CSV is not probed again.
+(rewritten atomically). A step already in the CSV is not probed again. ``--sampling KEY=VALUE`` changes the
+sampler as a sweep's ``generate.sampling`` does (``--sampling cfg_text_scale=1.0`` renders as ``synth-long.yaml``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def probe(
     seed: int = 0,
     device: str | None = None,
     keep: bool = False,
+    sampling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Probe the run's ``last.ckpt`` once; returns the new row, or None when its step is already in the curve.
 
@@ -89,9 +91,12 @@ def probe(
         seed: Noise seed (fixed, so rows differ by the weights only).
         device: Torch device for rendering (default: CPU).
         keep: Keep the export and keyframes under ``<run>/curve/<step>/`` (default: deleted after scoring).
+        sampling: More ``SamplingConfig`` fields (e.g. ``{"cfg_text_scale": 1.0}``); seed, steps and size are the
+            arguments above.
 
     Raises:
         FileNotFoundError: No ``checkpoints/last.ckpt`` yet, or ``data`` is not a SynthStory folder with an eval set.
+        ValueError: A bad ``sampling`` field (checked before anything is rendered).
     """
     import torch
 
@@ -100,6 +105,11 @@ def probe(
     from unimage.train.export import export_checkpoint
 
     run, data = Path(run_dir), Path(data)
+    fixed = {"seed": seed, "num_timesteps": num_timesteps}
+    clash = sorted(set(sampling or {}) & {*fixed, "image_height", "image_width"})
+    if clash:
+        raise ValueError(f"sampling: {clash} are set by the probe's own arguments (seed, num_timesteps, image size)")
+    SamplingConfig.from_dict({**fixed, **(sampling or {})})  # a bad field fails before the export
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: no checkpoint yet")
@@ -116,16 +126,14 @@ def probe(
     ids = sorted(p.stem for p in gt_dir.glob("*.json"))[:stories]
     export = export_checkpoint(ckpt, work / "export")
     size = _image_size(gt_dir / f"{ids[0]}.json")
-    sampling = SamplingConfig.from_dict(
-        {"seed": seed, "num_timesteps": num_timesteps, "image_height": size, "image_width": size}
-    )
+    config = SamplingConfig.from_dict({**fixed, **(sampling or {}), "image_height": size, "image_width": size})
     rep = generate_vistory(
         data / "eval" / "ViStory",
         export,
         method="curve",
         mode=str(step),
         outputs=work / "outputs",
-        config=sampling,
+        config=config,
         stories=ids,
         progress=False,
         device=device,
@@ -167,9 +175,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default cpu)")
     parser.add_argument("--keep", action="store_true", help="keep each probe's export and keyframes")
     parser.add_argument(
+        "--sampling",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a SamplingConfig field, VALUE as JSON (e.g. cfg_text_scale=1.0); repeatable",
+    )
+    parser.add_argument(
         "--watch", type=float, default=0.0, help="probe every SECONDS until the run is complete (default: once)"
     )
     args = parser.parse_args(argv)
+    sampling: dict[str, Any] = {}
+    for item in args.sampling:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            parser.error(f"--sampling expects KEY=VALUE, got {item!r}")
+        try:
+            sampling[key] = json.loads(value)
+        except json.JSONDecodeError:
+            sampling[key] = value
     run = Path(args.run_dir)
     while True:
         try:
@@ -181,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 device=args.device,
                 keep=args.keep,
+                sampling=sampling,
             )
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         except FileNotFoundError as err:
             if not args.watch or not str(err).endswith("no checkpoint yet"):
                 print(f"error: {err}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,18 @@ def test_probe_a_one_step_run(synth: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
         curve.probe(run, synth, stories=1, num_timesteps=2)
     fit(cfg, run)
-    row = curve.probe(run, synth, stories=2, num_timesteps=2, keep=True)
+    with pytest.raises(ValueError, match="unknown SamplingConfig field"):
+        curve.probe(run, synth, stories=1, sampling={"cfg_scale": 1.0})
+    with pytest.raises(ValueError, match="set by the probe's own arguments"):
+        curve.probe(run, synth, stories=1, sampling={"num_timesteps": 3})
+    assert not (run / "curve").exists()  # refused before anything was exported or rendered
+    row = curve.probe(run, synth, stories=2, num_timesteps=2, keep=True, sampling={"cfg_text_scale": 1.0})
     assert row is not None and row["step"] == 1 and row["stories"] == 2
     # The row is the item-weighted mean of the two stories' oracle scores of the kept keyframes.
     shots_dir = run / "curve" / "1" / "outputs" / "curve" / "1" / "en"
     (stamp,) = list(shots_dir.iterdir())
+    used = json.loads((stamp / "generation.json").read_text())["settings"]["sampling"]
+    assert used["cfg_text_scale"] == 1.0 and used["num_timesteps"] == 2 and used["image_height"] == 64
     scores = [
         score_story_dir(synth / "eval" / "ground_truth" / f"{sid}.json", stamp / sid / "shots")
         for sid in sorted(p.stem for p in (synth / "eval" / "ground_truth").glob("*.json"))[:2]
@@ -58,3 +66,11 @@ def test_probe_a_one_step_run(synth: Path, tmp_path: Path) -> None:
     assert int(saved["step"]) == 1 and float(saved["sky_acc"]) == pytest.approx(row["sky_acc"])
     with pytest.raises(FileNotFoundError, match="not a SynthStory folder"):
         curve.probe(run, tmp_path, stories=1)
+
+
+def test_cli_sampling_must_be_key_value(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        curve.main([str(tmp_path), str(synth), "--sampling", "cfg_text_scale"])
+    assert exit_info.value.code == 2 and "--sampling expects KEY=VALUE" in capsys.readouterr().err
+    assert curve.main([str(tmp_path), str(synth), "--sampling", "nope=1"]) == 2
+    assert "unknown SamplingConfig field(s) ['nope']" in capsys.readouterr().err
