@@ -87,7 +87,10 @@ class SynthStoryConfig:
             look from the global entry (text) or from earlier keyframes (In-Context ID Prompting). ``none``: the
             global entry gives only the name, so the look of a character is fixed by its first keyframe alone and
             later shots can only stay consistent by looking at earlier keyframes: the strict ID-P test (oracle
-            cross-shot consistency, not identity, is then the metric that can tell).
+            cross-shot consistency, not identity, is then the metric that can tell). ``frame``: as ``global``, and
+            every ``<FrameN>`` also says each character's body colour ("Lulu<Character1>, in brown, stands on the
+            right"), as real UniMAGE frames repeat part of a look ("the young woman<Character1>, her blonde hair");
+            the head and accessory stay in the global entry only (oracle ``head_acc``).
         tokenizer_vocab: ``0`` (the default): no tokenizer. Otherwise also write ``<out>/tokenizer/``, a Qwen2-style
             byte-level BPE tokenizer of this many merges+bytes trained on the training texts (scripts and pair
             captions), for a model built from a named size (``unimage fit --model.tokenizer <out>/tokenizer``). Why:
@@ -110,7 +113,7 @@ class SynthStoryConfig:
     text_shots: tuple[int, int] = (4, 8)
     eval_shots: tuple[int, int] = (4, 8)
     empty_shot_prob: float = 0.1
-    appearance: Literal["global", "none"] = "global"
+    appearance: Literal["global", "none", "frame"] = "global"
     tokenizer_vocab: int = 0
 
     def __post_init__(self) -> None:
@@ -124,7 +127,7 @@ class SynthStoryConfig:
             raise ValueError(f"image_size must be in [32, 4096], got {self.image_size}")
         if self.ref_size != 0 and not 32 <= self.ref_size <= 4096:
             raise ValueError(f"ref_size must be 0 or in [32, 4096], got {self.ref_size}")
-        for name, choices in (("ref_format", ("png", "jpg")), ("appearance", ("global", "none"))):
+        for name, choices in (("ref_format", ("png", "jpg")), ("appearance", ("global", "none", "frame"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, choices))}, got {getattr(self, name)!r}")
         bounds = {
@@ -292,12 +295,12 @@ class StorySpec:
     characters: tuple[CharacterSpec, ...]
     environments: tuple[EnvironmentSpec, ...]
     shots: tuple[ShotSpec, ...]
-    appearance: Literal["global", "none"] = "global"
+    appearance: Literal["global", "none", "frame"] = "global"
 
     def look(self, index: int) -> Word:
         """The text of global entry ``<Character{index}>`` (full look, or the name only: `SynthStoryConfig.appearance`)."""
         char = self.character(index)
-        return char.description if self.appearance == "global" else char.name_only
+        return char.name_only if self.appearance == "none" else char.description
 
     def character(self, index: int) -> CharacterSpec:
         return self.characters[index - 1]

@@ -70,23 +70,21 @@ def frame_text(story: StorySpec, shot: ShotSpec, lang: Literal["en", "ch"] = "en
     env_name = env.name.en if lang == "en" else env.name.ch
     env_ref = f"{env_name}{env.token}" if tagged else env_name
     landmark = POSITIONS[env.landmark_side]
+    names = _names(story, [p.character for p in shot.placements], lang, tagged)
+    if story.appearance == "frame":  # the body colour of each character, beside its name
+        colours = [story.character(p.character).body_color for p in shot.placements]
+        names = [f"{n}, in {c.en}," if lang == "en" else f"{n}（{c.ch}）" for n, c in zip(names, colours)]
     if lang == "en":
         if not shot.placements:
             body = f"The {env_ref} lies empty, with a {env.landmark.en} {landmark.en}."
         else:
-            parts = [
-                f"{n} stands {POSITIONS[p.position(story.width)].en}"
-                for n, p in zip(_names(story, [p.character for p in shot.placements], "en", tagged), shot.placements)
-            ]
+            parts = [f"{n} stands {POSITIONS[p.position(story.width)].en}" for n, p in zip(names, shot.placements)]
             body = f"{_join(parts, 'en')} in the {env_ref}, with a {env.landmark.en} {landmark.en}."
         body = body[0].upper() + body[1:]
         return f"{SHOT_SIZES[shot.size][0]}: {body}" if tagged else body
     if not shot.placements:
         return f"{env_ref}空无一人，{env.landmark.ch}{landmark.ch}。"
-    parts = [
-        f"{n}站{POSITIONS[p.position(story.width)].ch}"
-        for n, p in zip(_names(story, [p.character for p in shot.placements], "ch", tagged), shot.placements)
-    ]
+    parts = [f"{n}站{POSITIONS[p.position(story.width)].ch}" for n, p in zip(names, shot.placements)]
     return f"在{env_ref}里，{'，'.join(parts)}，{env.landmark.ch}{landmark.ch}。"
 
 

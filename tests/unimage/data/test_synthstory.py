@@ -325,6 +325,37 @@ def test_appearance_none_names_characters_without_their_look():
                     assert not any(f" {c} " in line_a for c in colours | set(HEAD_SHAPES))
 
 
+def test_appearance_frame_repeats_the_body_colour_in_every_frame_and_nothing_else():
+    """``appearance="frame"``: the same stories, global entries and videos as ``global``; each ``<FrameN>`` names
+    every placed character's body colour right after its name (never a head colour or shape), in both languages
+    and in the ViStoryBench shot texts."""
+    from unimage.data.synthtext import frame_text
+    from unimage.data.synthvocab import HEAD_SHAPES
+
+    full, framed = SynthStoryConfig(seed=2), SynthStoryConfig(seed=2, appearance="frame")
+    heads = {c.en for c in HEAD_COLORS} - {c.en for c in BODY_COLORS}
+    checked = 0
+    for i in range(20):
+        a, b = sample_story(full, "train", i, "x"), sample_story(framed, "train", i, "x")
+        assert a.shots == b.shots and a.characters == b.characters
+        for line_a, line_b in zip(script_text(a).splitlines(), script_text(b).splitlines()):
+            if not line_a.startswith("<Frame"):
+                assert line_a == line_b
+        for shot in b.shots:
+            line = frame_text(b, shot)
+            for p in shot.placements:
+                ch = b.character(p.character)
+                assert f"{ch.name.en}{ch.token}, in {ch.body_color.en}, stands" in line
+                assert f"{ch.name.ch}（{ch.body_color.ch}）站" in frame_text(b, shot, "ch", False)
+                checked += 1
+            assert not any(f" {c} " in line for c in heads | set(HEAD_SHAPES))
+            if not shot.placements:
+                assert line == frame_text(a, shot)
+    assert checked > 20
+    with pytest.raises(ValueError, match="appearance must be"):
+        SynthStoryConfig(appearance="shot")  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------------ tokenizer
 def test_tokenizer_vocab_writes_a_bpe_tokenizer_of_whole_words(tmp_path):
     """``tokenizer_vocab`` trains a Qwen2-style BPE on the training texts: whole SynthStory words become one token,
