@@ -10,8 +10,8 @@ Why: the question "has the model learnt to draw the figures yet?" (issue 11: syn
 Each probe exports ``<run>/checkpoints/last.ckpt`` (EMA weights, as the run's own export), renders the first
 ``stories`` eval stories with a fixed noise seed (so successive rows differ by the weights only), scores them with
 `unimage.data.synthoracle`, and appends ``step, <metrics>, stories, shots, seconds`` to ``<run>/keyframe_curve.csv``
-(rewritten atomically). A step already in the CSV is not probed again. ``--sampling KEY=VALUE`` changes the
-sampler as a sweep's ``generate.sampling`` does (``--sampling cfg_text_scale=1.0`` renders as ``synth-long.yaml``).
+(rewritten atomically). A step already in the CSV is not probed again. The keyframe options of ``SamplingConfig``
+change the sampler as a sweep's ``generate.sampling`` does (``--cfg-text-scale 1.0`` renders as ``synth-long.yaml``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,19 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cliargs import add_dataclass_arguments, given_values
 from unimage.data.atomic import atomic_write_text
 from unimage.data.synthoracle import METRICS, score_story_dir
 
 __all__ = ["COLUMNS", "CURVE_FILE", "probe", "read_curve"]
 
 CURVE_FILE = "keyframe_curve.csv"
+#: The ``SamplingConfig`` fields a probe sets itself (its own arguments and the ground truth's keyframe size).
+PROBE_FIELDS = ("seed", "num_timesteps", "image_height", "image_width")
 COLUMNS: tuple[str, ...] = ("step", *METRICS, "stories", "shots", "seconds")
 
 
@@ -105,17 +109,21 @@ def probe(
     from unimage.train.export import export_checkpoint
 
     run, data = Path(run_dir), Path(data)
-    fixed = {"seed": seed, "num_timesteps": num_timesteps}
-    clash = sorted(set(sampling or {}) & {*fixed, "image_height", "image_width"})
+    clash = sorted(set(sampling or {}) & set(PROBE_FIELDS))
     if clash:
         raise ValueError(f"sampling: {clash} are set by the probe's own arguments (seed, num_timesteps, image size)")
-    SamplingConfig.from_dict({**fixed, **(sampling or {})})  # a bad field fails before the export
-    ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no checkpoint yet")
     gt_dir = data / "eval" / "ground_truth"
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{data}: not a SynthStory folder (no eval/ground_truth/)")
+    ids = sorted(p.stem for p in gt_dir.glob("*.json"))[:stories]
+    size = _image_size(gt_dir / f"{ids[0]}.json")
+    # built before the checkpoint is touched, so a bad field fails before anything is exported
+    config = SamplingConfig.from_dict(
+        {**(sampling or {}), "seed": seed, "num_timesteps": num_timesteps, "image_height": size, "image_width": size}
+    )
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no checkpoint yet")
     # mmap: only the step is read here (the tensors stay on disk until the export loads the file)
     step = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     rows = read_curve(run)
@@ -123,10 +131,7 @@ def probe(
         return None
     t0 = time.perf_counter()
     work = run / "curve" / str(step)
-    ids = sorted(p.stem for p in gt_dir.glob("*.json"))[:stories]
     export = export_checkpoint(ckpt, work / "export")
-    size = _image_size(gt_dir / f"{ids[0]}.json")
-    config = SamplingConfig.from_dict({**fixed, **(sampling or {}), "image_height": size, "image_width": size})
     rep = generate_vistory(
         data / "eval" / "ViStory",
         export,
@@ -174,26 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="noise seed, fixed across probes (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default cpu)")
     parser.add_argument("--keep", action="store_true", help="keep each probe's export and keyframes")
-    parser.add_argument(
-        "--sampling",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a SamplingConfig field, VALUE as JSON (e.g. cfg_text_scale=1.0); repeatable",
-    )
+    from unimage.infer.cli import SAMPLING_OPTIONS, TEXT_FIELDS
+    from unimage.infer.config import SamplingConfig
+
+    keyframe = [f.name for f in fields(SamplingConfig) if f.name not in (*TEXT_FIELDS, *PROBE_FIELDS)]
+    group = parser.add_argument_group("keyframe sampling (SamplingConfig; defaults: BAGEL's)")
+    add_dataclass_arguments(group, SamplingConfig, only=keyframe, options=SAMPLING_OPTIONS)
     parser.add_argument(
         "--watch", type=float, default=0.0, help="probe every SECONDS until the run is complete (default: once)"
     )
     args = parser.parse_args(argv)
-    sampling: dict[str, Any] = {}
-    for item in args.sampling:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            parser.error(f"--sampling expects KEY=VALUE, got {item!r}")
-        try:
-            sampling[key] = json.loads(value)
-        except json.JSONDecodeError:
-            sampling[key] = value
+    sampling = given_values(args, SamplingConfig)
     run = Path(args.run_dir)
     while True:
         try:

@@ -60,7 +60,7 @@ _ALIASES = {
     "image_height": ["--height"],
     "image_width": ["--width"],
 }
-_OPTIONS = {"cfg_interval": {"metavar": ("LOW", "HIGH")}}
+SAMPLING_OPTIONS = {"cfg_interval": {"metavar": ("LOW", "HIGH")}}
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser, *, text: bool) -> None:
@@ -68,7 +68,7 @@ def _add_sampling_args(parser: argparse.ArgumentParser, *, text: bool) -> None:
     g = parser.add_argument_group(f"{title} (SamplingConfig; defaults: BAGEL's)")
     names = [f.name for f in fields(SamplingConfig)]
     only = TEXT_FIELDS if text else ("seed", *(n for n in names if n not in TEXT_FIELDS))
-    add_dataclass_arguments(g, SamplingConfig, only=only, aliases=_ALIASES, options=_OPTIONS)
+    add_dataclass_arguments(g, SamplingConfig, only=only, aliases=_ALIASES, options=SAMPLING_OPTIONS)
     if not text:
         g.add_argument(
             "--sizes-from-run",

@@ -68,9 +68,15 @@ def test_probe_a_one_step_run(synth: Path, tmp_path: Path) -> None:
         curve.probe(run, tmp_path, stories=1)
 
 
-def test_cli_sampling_must_be_key_value(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sampling_options_are_typed_and_passed_to_the_probe(
+    synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        curve.main([str(tmp_path), str(synth), "--sampling", "cfg_text_scale"])
-    assert exit_info.value.code == 2 and "--sampling expects KEY=VALUE" in capsys.readouterr().err
-    assert curve.main([str(tmp_path), str(synth), "--sampling", "nope=1"]) == 2
-    assert "unknown SamplingConfig field(s) ['nope']" in capsys.readouterr().err
+        curve.main([str(tmp_path), str(synth), "--cfg-text-scale", "high"])
+    assert exit_info.value.code == 2 and "invalid float value: 'high'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the probe's own fields are not sampler options
+        curve.main([str(tmp_path), str(synth), "--image-height", "32"])
+    seen = {}
+    monkeypatch.setattr(curve, "probe", lambda *a, **kw: seen.update(kw))
+    assert curve.main([str(tmp_path), str(synth), "--cfg-text-scale", "1.0", "--cfg-interval", "0", "1"]) == 0
+    assert seen["sampling"] == {"cfg_text_scale": 1.0, "cfg_interval": (0.0, 1.0)}
